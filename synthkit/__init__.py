@@ -1,0 +1,66 @@
+"""synthkit: synthetic data you can safely share.
+
+The public API, re-exported lazily so that ``import synthkit`` stays fast (no torch, no SDV)::
+
+    import synthkit as sk
+    gen = sk.create("tabular/copula", seed=0).fit(df)
+    synthetic = gen.sample(1_000, seed=1)
+    report = sk.evaluate(df, synthetic, gen.schema_)
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # schema
+    "Schema": "synthkit.schema",
+    "Column": "synthkit.schema",
+    "ColumnKind": "synthkit.schema",
+    "PIIKind": "synthkit.schema",
+    "infer_schema": "synthkit.schema",
+    # generators
+    "Generator": "synthkit.generators.base",
+    "GeneratorConfig": "synthkit.generators.base",
+    "create": "synthkit.generators.registry",
+    "load": "synthkit.generators.registry",
+    "available_generators": "synthkit.generators.registry:available",
+    # evaluation
+    "evaluate": "synthkit.evaluate",
+    "Report": "synthkit.evaluate",
+    # pipeline
+    "Pipeline": "synthkit.pipeline",
+    "PipelineConfig": "synthkit.pipeline",
+    "PipelineResult": "synthkit.pipeline",
+    # data
+    "fingerprint": "synthkit.frames",
+    "to_polars": "synthkit.frames",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synthkit.evaluate import Report, evaluate
+    from synthkit.frames import fingerprint, to_polars
+    from synthkit.generators.base import Generator, GeneratorConfig
+    from synthkit.generators.registry import available as available_generators
+    from synthkit.generators.registry import create, load
+    from synthkit.pipeline import Pipeline, PipelineConfig, PipelineResult
+    from synthkit.schema import Column, ColumnKind, PIIKind, Schema, infer_schema
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'synthkit' has no attribute '{name}'")
+    module, _, attr = target.partition(":")
+    value = getattr(import_module(module), attr or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Generator families and the registry that names them (see synthkit.generators.registry)."""

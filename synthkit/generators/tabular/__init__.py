@@ -1,0 +1,1 @@
+"""Tabular generator families, one per module."""

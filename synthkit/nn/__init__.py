@@ -1,0 +1,1 @@
+"""Shared torch parts (Trainer, layers) for the neural generator families."""

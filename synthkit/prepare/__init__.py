@@ -1,0 +1,1 @@
+"""Preparation: reversible per-column encoders, fillers for non-learned columns, PII handling."""
