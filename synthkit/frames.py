@@ -110,6 +110,41 @@ def normalise_missing(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(pl.col(floats).fill_nan(None))
 
 
+class FingerprintHasher:
+    """:func:`fingerprint` computed batch by batch, for data streamed to a sink.
+
+    Feeding the batches of a frame in order gives exactly ``fingerprint(frame)``, whatever the
+    batch sizes: values are hashed row by row through their CSV text, and the row count last.
+    """
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+        self.schema: pl.Schema | None = None
+        self.rows = 0
+
+    def update(self, df: pl.DataFrame) -> None:
+        """Hash one batch; every batch must have the first batch's columns and dtypes."""
+        if self.schema is None:
+            self.schema = df.schema
+            self._h.update(repr([(n, str(t)) for n, t in df.schema.items()]).encode())
+        elif df.schema != self.schema:
+            raise DataError(
+                f"A batch's columns differ from the first batch's: {dict(df.schema)} "
+                f"vs {dict(self.schema)}.",
+                hint="Every batch must have the same column names, order and dtypes.",
+            )
+        for start in range(0, df.height, _FINGERPRINT_CHUNK):
+            chunk = df.slice(start, _FINGERPRINT_CHUNK)
+            self._h.update(chunk.write_csv(include_header=False, null_value="\x00").encode())
+        self.rows += df.height
+
+    def hexdigest(self) -> str:
+        """The fingerprint of everything hashed so far (``sha256:<hex>``)."""
+        h = self._h.copy()
+        h.update(f"\x00rows={self.rows}".encode())
+        return "sha256:" + h.hexdigest()
+
+
 def fingerprint(data: Any) -> str:
     """A stable sha256 over column names, types and values (``sha256:<hex>``).
 
@@ -117,11 +152,6 @@ def fingerprint(data: Any) -> str:
     hashed through their CSV text in chunks, so the result does not depend on polars'
     internal hash seeds and memory stays bounded.
     """
-    df = to_polars(data)
-    h = hashlib.sha256()
-    h.update(repr([(n, str(t)) for n, t in df.schema.items()]).encode())
-    h.update(str(df.height).encode())
-    for start in range(0, max(df.height, 1), _FINGERPRINT_CHUNK):
-        chunk = df.slice(start, _FINGERPRINT_CHUNK)
-        h.update(chunk.write_csv(include_header=False, null_value="\x00").encode())
-    return "sha256:" + h.hexdigest()
+    hasher = FingerprintHasher()
+    hasher.update(to_polars(data))
+    return hasher.hexdigest()
