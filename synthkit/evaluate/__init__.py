@@ -1,0 +1,296 @@
+"""Evaluation: score synthetic data against the real data it imitates (quality and privacy).
+
+``evaluate(real, synthetic, schema, holdout=None)`` returns a :class:`Report` whose metrics
+have stable dotted names (``quality.overall``, ``privacy.dcr_share``, ...) that policies
+refer to. Nothing here knows how the synthetic data was made.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from synthkit.errors import ConfigError, SchemaError
+from synthkit.evaluate import privacy, quality
+from synthkit.evaluate.report import Metric, Report
+from synthkit.frames import check_table, fingerprint, normalise_missing, to_polars
+from synthkit.schema import Column, ColumnKind, Schema, infer_schema
+
+__all__ = ["Metric", "Report", "evaluate"]
+
+
+def _excluded_reason(col: Column) -> str:
+    """Why a column of kind id, pii or text is not compared."""
+    if col.kind == ColumnKind.ID:
+        return "id column: keys are generated, never learned, so not compared"
+    if col.kind == ColumnKind.PII:
+        subtype = col.pii.value if col.pii is not None else "other"
+        return f"personal data ({subtype}): replaced by fakes, never learned, so not compared"
+    return "free text: not comparable with tabular metrics"
+
+
+def evaluate(
+    real: Any,
+    synthetic: Any,
+    schema: Schema | None = None,
+    holdout: Any = None,
+    *,
+    seed: int = 0,
+    sdmetrics: bool = True,
+    max_rows: int = 50_000,
+) -> Report:
+    """Compare ``synthetic`` with ``real`` (the training data) and return a :class:`Report`.
+
+    ``holdout`` is real data the generator never saw; with it the report adds the DCR share
+    (are synthetic rows closer to training rows than to unseen ones?). Columns of kind id,
+    pii and text are left out and listed in ``report.excluded``. Pairwise and privacy parts
+    use at most ``max_rows`` rows per table (a seeded sample); ``sdmetrics=False`` skips the
+    SDMetrics cross-check score.
+    """
+    if max_rows < 2:
+        raise ConfigError(f"max_rows must be at least 2, got {max_rows}.", hint="Use e.g. 50_000.")
+    real_raw = _as_table(real, "real data")
+    synth_raw = _as_table(synthetic, "synthetic data")
+    hold_raw = _as_table(holdout, "holdout data") if holdout is not None else None
+    if schema is None:
+        schema = infer_schema(real_raw)
+
+    learned = [c for c in schema if c.kind in quality.LEARNED_KINDS]
+    excluded = {c.name: _excluded_reason(c) for c in schema if c.kind not in quality.LEARNED_KINDS}
+    excluded |= {n: "not in the schema" for n in real_raw.columns if n not in schema}
+    if not learned:
+        raise SchemaError(
+            "No column to evaluate: every schema column is of kind id, pii or text.",
+            hint="Mark the columns to compare as numerical, categorical, boolean or datetime "
+            "(schema.with_overrides({...})).",
+        )
+    frames = {"real data": real_raw, "synthetic data": synth_raw}
+    if hold_raw is not None:
+        frames["holdout data"] = hold_raw
+    for what, df in frames.items():
+        _check_columns(df, learned, what)
+
+    real_c = quality.canonical_frame(normalise_missing(real_raw), learned)
+    synth_c = quality.canonical_frame(normalise_missing(synth_raw), learned)
+    hold_c = (
+        quality.canonical_frame(normalise_missing(hold_raw), learned)
+        if hold_raw is not None
+        else None
+    )
+    notes: list[str] = []
+    real_s, synth_s = _sample(real_c, max_rows, seed), _sample(synth_c, max_rows, seed + 1)
+    hold_s = _sample(hold_c, max_rows, seed + 2) if hold_c is not None else None
+    if any(df is not None and df.height > max_rows for df in (real_c, synth_c, hold_c)):
+        notes.append(
+            f"Column pairs and privacy distances use a seeded sample of at most {max_rows:,} "
+            "rows per table; column shapes and exact copies use every row."
+        )
+
+    columns = quality.column_shapes(real_c, synth_c, learned)
+    pairs, correlations = quality.pair_trends(real_s, synth_s, learned)
+    metrics = _quality_metrics(columns, pairs)
+    metrics["quality.sdmetrics_score"] = _sdmetrics_metric(
+        real_raw, synth_raw, schema, learned, enabled=sdmetrics, max_rows=max_rows, seed=seed
+    )
+    metrics |= _privacy_metrics(real_c, synth_c, hold_c, real_s, synth_s, hold_s, learned, seed)
+    if hold_raw is None:
+        notes.append(
+            "No holdout given: privacy.dcr_share and privacy.dcr_holdout_median are absent."
+        )
+
+    return Report(
+        metrics=metrics,
+        columns=columns,
+        pairs=pairs,
+        excluded=excluded,
+        real_fingerprint=fingerprint(real_raw),
+        synthetic_fingerprint=fingerprint(synth_raw),
+        holdout_fingerprint=fingerprint(hold_raw) if hold_raw is not None else None,
+        n_real=real_raw.height,
+        n_synthetic=synth_raw.height,
+        n_holdout=hold_raw.height if hold_raw is not None else None,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        synthkit_version=_synthkit_version(),
+        schema=schema.to_dict(),
+        distributions=quality.distributions(real_c, synth_c, learned),
+        correlations=correlations,
+        settings={"seed": seed, "max_rows": max_rows, "sdmetrics": sdmetrics},
+        notes=notes,
+    )
+
+
+def _synthkit_version() -> str:
+    # The parent package is always loaded before this one. Importing it by name would give
+    # import-linter a path evaluate -> synthkit -> synthkit.generators (its lazy re-exports).
+    return str(sys.modules["synthkit"].__version__)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+def _as_table(data: Any, what: str) -> pl.DataFrame:
+    df = to_polars(data)
+    check_table(df, what=what)
+    return df
+
+
+def _check_columns(df: pl.DataFrame, learned: list[Column], what: str) -> None:
+    missing = [c.name for c in learned if c.name not in df.columns]
+    if missing:
+        raise SchemaError(
+            f"The {what} lacks columns the schema names: {missing}.",
+            hint="Evaluate frames with the same columns, or pass a schema without those columns "
+            "(schema.select([...])).",
+        )
+
+
+def _sample(df: pl.DataFrame | None, n: int, seed: int) -> pl.DataFrame | None:
+    if df is None or df.height <= n:
+        return df
+    return df.sample(n, seed=seed)
+
+
+# --- metrics --------------------------------------------------------------------------------
+def _quality_metrics(columns: list[dict], pairs: list[dict]) -> dict[str, Metric]:
+    shapes = quality.mean_score(columns)
+    trends = quality.mean_score(pairs)
+    parts = [v for v in (shapes, trends) if v is not None]
+    overall = round(float(np.mean(parts)), 6) if parts else None
+    undefined = sum(p.get("score") is None for p in pairs)
+    return {
+        "quality.overall": Metric(
+            name="quality.overall",
+            section="quality",
+            value=overall,
+            meaning="How closely the synthetic data matches the real data overall, from 0 to 1 "
+            "(mean of column shapes and column pair trends).",
+            higher_is_better=True,
+            threshold=0.8,
+            note=None if trends is not None else "Only one column: overall equals column shapes.",
+        ),
+        "quality.column_shapes": Metric(
+            name="quality.column_shapes",
+            section="quality",
+            value=shapes,
+            meaning="How closely each column's spread of values matches the real column, "
+            "averaged over columns (1 = identical).",
+            higher_is_better=True,
+            threshold=0.8,
+            note="1 - KS statistic on non-missing values for numbers and dates; 1 - total "
+            "variation distance for categories and booleans, with missing as its own category.",
+        ),
+        "quality.column_pair_trends": Metric(
+            name="quality.column_pair_trends",
+            section="quality",
+            value=trends,
+            meaning="How well relationships between pairs of columns are kept, averaged over "
+            "pairs (1 = identical).",
+            higher_is_better=True,
+            threshold=0.8,
+            note="1 - |r_real - r_synthetic| / 2 (Pearson) for number pairs; 1 - total variation "
+            "distance of the joint table otherwise, numbers cut into 10 bins at the real "
+            "quantiles."
+            + (f" {undefined} pair(s) left out: correlation undefined." if undefined else ""),
+        ),
+    }
+
+
+def _sdmetrics_metric(
+    real: pl.DataFrame,
+    synthetic: pl.DataFrame,
+    schema: Schema,
+    learned: list[Column],
+    *,
+    enabled: bool,
+    max_rows: int,
+    seed: int,
+) -> Metric:
+    names = [c.name for c in learned]
+    if enabled:
+        table = schema.select(names).to_sdv_dict()["tables"]["table"]
+        value, note = quality.sdmetrics_score(
+            _sample(normalise_missing(real.select(names)), max_rows, seed),
+            _sample(normalise_missing(synthetic.select(names)), max_rows, seed + 1),
+            table,
+        )
+    else:
+        value, note = None, "Not computed (sdmetrics=False)."
+    return Metric(
+        name="quality.sdmetrics_score",
+        section="quality",
+        value=value,
+        meaning="The same kind of overall quality score computed by SDMetrics, the SDV "
+        "project's library, as an independent cross-check.",
+        higher_is_better=True,
+        threshold=0.8,
+        note=note,
+    )
+
+
+def _privacy_metrics(
+    real_c: pl.DataFrame,
+    synth_c: pl.DataFrame,
+    hold_c: pl.DataFrame | None,
+    real_s: pl.DataFrame,
+    synth_s: pl.DataFrame,
+    hold_s: pl.DataFrame | None,
+    learned: list[Column],
+    seed: int,
+) -> dict[str, Metric]:
+    copy_note = f"Rows compared on the {len(learned)} learned column(s)."
+    if hold_c is not None:
+        baseline = privacy.exact_copy_rate(real_c, hold_c)
+        copy_note += (
+            f" For reference, {baseline:.1%} of holdout rows also equal a training row "
+            "(duplicates that occur naturally in this data)."
+        )
+    out = {
+        "privacy.exact_copy_rate": Metric(
+            name="privacy.exact_copy_rate",
+            section="privacy",
+            value=round(privacy.exact_copy_rate(real_c, synth_c), 6),
+            meaning="Share of synthetic rows that are exact copies of a real training row.",
+            higher_is_better=False,
+            threshold=0.01,
+            note=copy_note,
+        )
+    }
+    dcr = privacy.closest_records(real_s, synth_s, hold_s, learned, seed=seed)
+    measured = (
+        "Mixed-type distance: numbers scaled by the real 1st-99th percentile range, a category "
+        f"mismatch costs 1. Measured for {dcr.n_queries:,} synthetic rows"
+    )
+    out["privacy.dcr_median"] = Metric(
+        name="privacy.dcr_median",
+        section="privacy",
+        value=round(dcr.median, 6),
+        meaning="Typical distance from a synthetic row to the closest real training row "
+        "(0 means copies; larger means less like any one real person).",
+        higher_is_better=True,
+        note=f"{measured} against {dcr.n_train:,} training rows.",
+    )
+    if dcr.share is None or dcr.holdout_median is None:
+        return out
+    out["privacy.dcr_share"] = Metric(
+        name="privacy.dcr_share",
+        section="privacy",
+        value=round(dcr.share, 6),
+        meaning="Share of synthetic rows closer to a training row than to any unseen real row; "
+        "about 0.5 is ideal, near 1 means the generator memorised its training data.",
+        higher_is_better=False,
+        threshold=0.6,
+        note=f"Training and holdout compared at equal size ({dcr.n_equal:,} rows each, "
+        f"seeded sample); exact ties count one half. {measured}.",
+    )
+    out["privacy.dcr_holdout_median"] = Metric(
+        name="privacy.dcr_holdout_median",
+        section="privacy",
+        value=round(dcr.holdout_median, 6),
+        meaning="Typical distance from a synthetic row to the closest unseen real row: "
+        "a reference for privacy.dcr_median.",
+        higher_is_better=False,
+        note=f"{measured} against {dcr.n_holdout:,} holdout rows.",
+    )
+    return out
