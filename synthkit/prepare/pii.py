@@ -17,22 +17,26 @@ from synthkit.schema import PIIKind
 MATCH_SHARE = 0.9
 _VALIDATE_AT_MOST = 500
 
+#: Column-name patterns; ``_B`` keeps a match from starting inside a word ("voice_mail").
+_B = r"(?:^|(?<=[^a-z]))"
 _NAME_PATTERNS: list[tuple[re.Pattern[str], PIIKind]] = [
-    (re.compile(r"e[-_ ]?mail", re.I), PIIKind.EMAIL),
-    (re.compile(r"phone|mobile|cell(_|$)|fax|telephone", re.I), PIIKind.PHONE),
+    (re.compile(_B + r"e[-_ ]?mail", re.I), PIIKind.EMAIL),
+    (re.compile(_B + r"(phone|mobile|cell(_|$)|fax|telephone)", re.I), PIIKind.PHONE),
     (re.compile(r"^(first|given)[-_ ]?name$|^forename$", re.I), PIIKind.FIRST_NAME),
     (re.compile(r"^(last|family|sur)[-_ ]?name$|^surname$", re.I), PIIKind.LAST_NAME),
-    (re.compile(r"^(full[-_ ]?)?name$|person[-_ ]?name|customer[-_ ]?name|patient[-_ ]?name", re.I),
+    (re.compile(r"^(full[-_ ]?)?name$|(person|customer|patient)[-_ ]?name", re.I),
      PIIKind.PERSON_NAME),
-    (re.compile(r"(street|home|postal|mailing)?[-_ ]?address$|^street$", re.I), PIIKind.ADDRESS),
+    (re.compile(r"^((street|home|postal|mailing)[-_ ]?)?address$|^street$", re.I), PIIKind.ADDRESS),
     (re.compile(r"^(zip|post)[-_ ]?code$|^zip$|^postcode$", re.I), PIIKind.POSTCODE),
-    (re.compile(r"\bssn\b|social[-_ ]?security|national[-_ ]?id|passport|tax[-_ ]?id|^nino$", re.I),
-     PIIKind.NATIONAL_ID),
+    (re.compile(_B + r"(ssn|social[-_ ]?security|national[-_ ]?id|passport|tax[-_ ]?id|nino)(?![a-z])",
+                re.I), PIIKind.NATIONAL_ID),
     (re.compile(r"credit[-_ ]?card|card[-_ ]?number|^ccn$|^pan$", re.I), PIIKind.CREDIT_CARD),
-    (re.compile(r"\biban\b", re.I), PIIKind.IBAN),
+    (re.compile(_B + r"iban(?![a-z])", re.I), PIIKind.IBAN),
     (re.compile(r"(^|_)ip([-_ ]?addr(ess)?)?$|ip[-_ ]?address", re.I), PIIKind.IP_ADDRESS),
     (re.compile(r"birth[-_ ]?date|date[-_ ]?of[-_ ]?birth|^dob$", re.I), PIIKind.DATE_OF_BIRTH),
 ]
+#: Values of flag columns ("has_phone": yes/no) that a PII name must not turn into PII.
+_FLAG_VALUES = {"yes", "no", "y", "n", "true", "false", "t", "f", "0", "1", ""}
 
 _VALUE_PATTERNS: list[tuple[str, PIIKind]] = [
     (r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", PIIKind.EMAIL),
@@ -54,6 +58,9 @@ def detect_pii_kind(name: str, values: pl.Series) -> PIIKind | None:
     by_value = _kind_from_values(values)
     if by_value is not None:
         return by_value
+    distinct = values.cast(pl.String).str.to_lowercase().str.strip_chars().unique().head(20)
+    if set(distinct.to_list()) <= _FLAG_VALUES:
+        return None
     for pattern, kind in _NAME_PATTERNS:
         if pattern.search(name):
             return kind
@@ -65,7 +72,11 @@ def _kind_from_values(values: pl.Series) -> PIIKind | None:
         return None
     stripped = values.cast(pl.String).str.strip_chars()
     for pattern, kind in _VALUE_PATTERNS:
-        share = float(stripped.str.contains(pattern).mean() or 0.0)
+        matches = stripped.str.contains(pattern)
+        if kind == PIIKind.PHONE:  # E.164: at most 15 digits, and at least 7 to be a number
+            digits = stripped.str.count_matches(r"\d")
+            matches = matches & (digits >= 7) & (digits <= 15)
+        share = float(matches.mean() or 0.0)
         if share < MATCH_SHARE:
             continue
         if kind in (PIIKind.CREDIT_CARD, PIIKind.IBAN) and not _checksums_hold(stripped, pattern, kind):
