@@ -89,6 +89,12 @@ def check_table(df: pl.DataFrame, *, min_rows: int = 1, what: str = "table") -> 
             f"The {what} has {df.height} row(s); at least {min_rows} are needed.",
             hint="A generator fitted on so few rows can only copy them. Use more data.",
         )
+    objects = [c for c, t in df.schema.items() if t == pl.Object]
+    if objects:
+        raise DataError(
+            f"Column(s) {objects} hold Python objects, which cannot be typed or compared.",
+            hint="Convert them to numbers, strings or dates first.",
+        )
     floats = [c for c, t in df.schema.items() if t.is_float()]
     if floats:
         counts = df.select(pl.col(floats).is_infinite().sum()).row(0)

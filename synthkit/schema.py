@@ -461,13 +461,17 @@ def _numeric_like_temporal(s: pl.Series, nullable: bool) -> Column:
     )
 
 
-def _decimals(s: pl.Series, cap: int = 6) -> int:
-    """Smallest number of decimals (<= cap) that represents every sampled value exactly."""
+def _decimals(s: pl.Series, cap: int = 6) -> int | None:
+    """Smallest number of decimals (<= cap) that represents every sampled value exactly.
+
+    None when more than ``cap`` are needed (measurements, logs): such values are not rounded.
+    """
     sample = s.head(_SAMPLE_FOR_INFERENCE).cast(pl.Float64)
+    tolerance = (sample.abs() * 8 * 2.220446049250313e-16).clip(lower_bound=1e-12)
     for d in range(cap + 1):
-        if bool(((sample.round(d) - sample).abs() < 1e-9 * (1 + sample.abs())).all()):
+        if bool(((sample.round(d) - sample).abs() <= tolerance).all()):
             return d
-    return cap
+    return None
 
 
 _DATE_FORMATS = (

@@ -63,3 +63,9 @@ def test_split_is_reproducible(wage: pl.DataFrame) -> None:
         split_holdout(wage, fraction=1.0)
     with pytest.raises(DataError):
         split_holdout(wage.head(1), fraction=0.2)
+
+
+def test_object_columns_are_refused() -> None:
+    frame = pl.DataFrame({"o": pl.Series([object(), object()], dtype=pl.Object)})
+    with pytest.raises(DataError, match="Python objects"):
+        check_table(frame)

@@ -140,3 +140,11 @@ def test_pii_names_do_not_match_inside_words_or_flags(name: str) -> None:
 
 def test_churn_has_no_pii(churn: pl.DataFrame) -> None:
     assert infer_schema(churn).of_kind(ColumnKind.PII) == []
+
+
+def test_decimals_are_exact_or_none(wage: pl.DataFrame) -> None:
+    schema = infer_schema(wage)
+    assert schema["logwage"].decimals is None  # measurements are not rounded
+    money = infer_schema(pl.DataFrame({"price": [12345.67, 0.5, 99999.99]}))
+    assert money["price"].decimals == 2
+    assert "decimal_places" not in schema.to_sdv_dict()["tables"]["table"]["columns"]["logwage"]

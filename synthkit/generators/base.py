@@ -65,7 +65,8 @@ class Generator(ABC):
             raise ConfigError(
                 f"Invalid configuration for {self.registry_name or type(self).__name__}: "
                 + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
-                hint=f"Valid options: {sorted(self.config_class.model_fields)}",
+                hint=f"Options of {type(self).__name__}: {sorted(self.config_class.model_fields)}"
+                + (" plus the wrapped library's own." if self.config_class.model_config.get("extra") == "allow" else "."),
             ) from exc
 
     # --- identity ----------------------------------------------------------------------
@@ -135,7 +136,7 @@ class Generator(ABC):
         """Yield ``n`` rows in batches of at most ``batch_size``: bounded memory for any n."""
         self._check_fitted()
         n = _check_n(n)
-        size = int(batch_size or self.sample_batch_size)
+        size = self.sample_batch_size if batch_size is None else int(batch_size)
         if size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {size}.")
         if conditions:
