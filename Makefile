@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint imports bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,12 +17,18 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/synthkit demo --out demo-output
 
-lint: $(STAMP)
-	$(BIN)/ruff check synthkit connectors policies tests benchmarks examples
-	$(BIN)/lint-imports
+# import-linter reads the package from disk, so it checks an installed copy in which
+# connectors/ and policies/ sit where they are imported from (synthkit/connectors, ...).
+LAYOUT := $(shell mktemp -u /tmp/synthkit-layout.XXXXXX)
+imports: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --target $(LAYOUT) . 2>/dev/null
+	cd /tmp && PYTHONPATH=$(LAYOUT) $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml; \
+		status=$$?; rm -rf $(LAYOUT); exit $$status
 
-test: $(STAMP)
-	$(BIN)/lint-imports
+lint: imports
+	$(BIN)/ruff check synthkit connectors policies tests benchmarks examples
+
+test: lint
 	$(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
 
 bench: $(STAMP)

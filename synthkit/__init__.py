@@ -38,9 +38,17 @@ _EXPORTS: dict[str, str] = {
     # data
     "fingerprint": "synthkit.frames",
     "to_polars": "synthkit.frames",
+    "split_holdout": "synthkit.prepare.split",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Schema", "Column", "ColumnKind", "PIIKind", "infer_schema",
+    "Generator", "GeneratorConfig", "create", "load", "available_generators",
+    "evaluate", "Report",
+    "Pipeline", "PipelineConfig", "PipelineResult",
+    "fingerprint", "to_polars", "split_holdout",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthkit.evaluate import Report, evaluate
@@ -49,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from synthkit.generators.registry import available as available_generators
     from synthkit.generators.registry import create, load
     from synthkit.pipeline import Pipeline, PipelineConfig, PipelineResult
+    from synthkit.prepare.split import split_holdout
     from synthkit.schema import Column, ColumnKind, PIIKind, Schema, infer_schema
 
 

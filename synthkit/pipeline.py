@@ -1,0 +1,277 @@
+"""Pipeline: the whole flow, in order, from a YAML file or from code.
+
+read → schema → split → fit → sample → evaluate → gate → audit → write (only if allowed).
+This is the one module that knows the whole order; every stage it calls knows only its own job.
+
+A pipeline file::
+
+    source: data/wage.csv
+    drop_columns: [rownames]
+    schema_overrides: {year: {kind: categorical}}
+    generator: {name: tabular/copula, config: {}}
+    n: 3000
+    holdout: 0.2
+    policy: default
+    purpose: software testing of the payroll system
+    sink: out/synthetic.parquet
+    report: out/report.html
+    model: out/model
+    audit: {log: out/audit.jsonl, private_key: keys/synthkit.key}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthkit.errors import ConfigError, GateRefusedError
+
+#: A callback that is told each stage as it starts (the CLI shows it as progress).
+StageCallback = Callable[[str], None]
+
+
+class GeneratorSpec(BaseModel):
+    """Which generator to train, by registry name, and its configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "tabular/copula"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditSpec(BaseModel):
+    """Where decisions are logged and which Ed25519 key signs them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log: str
+    private_key: str
+    passphrase_env: str | None = Field(
+        None, description="Name of an environment variable holding the key's passphrase."
+    )
+
+
+class PipelineConfig(BaseModel):
+    """Everything one run needs; relative paths are resolved against ``base_dir``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: str
+    source_options: dict[str, Any] = Field(default_factory=dict)
+    schema_file: str | None = Field(None, alias="schema")
+    schema_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    drop_columns: list[str] = Field(default_factory=list)
+    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    n: int | None = Field(None, ge=1, description="Rows to generate; default: as many as the source.")
+    holdout: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+    policy: str = "default"
+    purpose: str | None = None
+    sink: str | None = None
+    overwrite: bool = False
+    report: str | None = None
+    model: str | None = None
+    audit: AuditSpec | None = None
+    base_dir: str = "."
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PipelineConfig:
+        """Load a pipeline file; its relative paths are taken from the file's directory."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Pipeline file not found: {p}", hint="Check the path.")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} must hold a mapping of settings, not {type(data).__name__}.")
+        data.setdefault("base_dir", str(p.parent))
+        return cls.from_dict(data, where=str(p))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "pipeline config") -> PipelineConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(
+                f"Invalid {where}: {problems}",
+                hint=f"Valid top-level keys: {sorted(f.alias or n for n, f in cls.model_fields.items())}",
+            ) from exc
+
+    def path(self, value: str | None) -> Path | None:
+        """Resolve a configured path against ``base_dir`` (URIs are returned as given)."""
+        if value is None:
+            return None
+        if "://" in value:
+            return Path(value)
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+@dataclass
+class PipelineResult:
+    """What a run produced; ``written`` is None when the gate refused."""
+
+    schema: Any
+    generator: Any
+    synthetic: pl.DataFrame
+    report: Any
+    decision: Any
+    audit_record: Any | None = None
+    written: Path | None = None
+    report_path: Path | None = None
+    model_path: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.decision.passed)
+
+
+class Pipeline:
+    """Runs a :class:`PipelineConfig` end to end; the same from YAML, code and the CLI."""
+
+    def __init__(self, config: PipelineConfig | dict[str, Any]) -> None:
+        self.config = config if isinstance(config, PipelineConfig) else PipelineConfig.from_dict(config)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Pipeline:
+        return cls(PipelineConfig.from_yaml(path))
+
+    def run(
+        self,
+        *,
+        data: pl.DataFrame | None = None,
+        on_stage: StageCallback | None = None,
+        raise_on_refusal: bool = True,
+    ) -> PipelineResult:
+        """Run every stage; ``data`` replaces reading ``source`` when given.
+
+        Raises :class:`GateRefusedError` after auditing when the policy refuses (unless
+        ``raise_on_refusal=False``, which returns the result with ``written=None``).
+        """
+        import time
+
+        from synthkit.connectors import read, write
+        from synthkit.evaluate import evaluate
+        from synthkit.frames import to_polars
+        from synthkit.generators.registry import create
+        from synthkit.policies import AuditLog, gate, load_policy, load_private_key, require_purpose
+        from synthkit.prepare.split import split_holdout
+
+        cfg = self.config
+        marks: list[tuple[str, float]] = []
+
+        def stage(name: str) -> None:
+            marks.append((name, time.perf_counter()))
+            if on_stage is not None:
+                on_stage(name)
+
+        # Fail fast, before any work: the policy must load and the purpose must be declared.
+        stage("policy")
+        policy = load_policy(cfg.policy)
+        require_purpose(policy, cfg.purpose)
+        private_key = None
+        if cfg.audit is not None:
+            passphrase = os.environ.get(cfg.audit.passphrase_env) if cfg.audit.passphrase_env else None
+            private_key = load_private_key(cfg.path(cfg.audit.private_key), passphrase=passphrase)
+
+        stage("read")
+        frame = to_polars(data) if data is not None else read(str(cfg.path(cfg.source)), **cfg.source_options)
+        if cfg.drop_columns:
+            missing = [c for c in cfg.drop_columns if c not in frame.columns]
+            if missing:
+                raise ConfigError(f"drop_columns names columns the source lacks: {missing}")
+            frame = frame.drop(cfg.drop_columns)
+
+        stage("schema")
+        schema = self._schema(frame)
+
+        stage("split")
+        train, holdout = split_holdout(frame, fraction=cfg.holdout, seed=cfg.seed)
+
+        stage("fit")
+        gen_config = {"seed": cfg.seed, **cfg.generator.config}
+        generator = create(cfg.generator.name, **gen_config).fit(train, schema=schema)
+        model_path = None
+        manifest_hash = None
+        if cfg.model:
+            from synthkit.artifacts import manifest_hash as hash_manifest
+
+            model_path = generator.save(cfg.path(cfg.model), overwrite=cfg.overwrite)
+            manifest_hash = hash_manifest(model_path)
+
+        stage("sample")
+        n = cfg.n or frame.height
+        synthetic = generator.sample(n, seed=cfg.seed)
+
+        stage("evaluate")
+        report = evaluate(train, synthetic, schema, holdout=holdout, seed=cfg.seed)
+        report_path = None
+        if cfg.report:
+            report_path = cfg.path(cfg.report)
+            report.to_html(report_path)
+            report.to_json(report_path.with_suffix(".json"))
+
+        stage("gate")
+        decision = gate(policy, report, cfg.purpose)
+        record = None
+        if cfg.audit is not None:
+            record = AuditLog(cfg.path(cfg.audit.log)).append(
+                decision,
+                private_key=private_key,
+                report=report,
+                model_manifest_hash=manifest_hash,
+                extra={"generator": generator.registry_name, "source_rows": frame.height},
+            )
+
+        stage("write")
+        written = None
+        if decision.passed and cfg.sink:
+            written = write(synthetic, str(cfg.path(cfg.sink)), decision=decision, overwrite=cfg.overwrite)
+        stage("done")
+        timings = {a: round(tb - ta, 3) for (a, ta), (_, tb) in zip(marks, marks[1:], strict=False)}
+        result = PipelineResult(
+            schema=schema,
+            generator=generator,
+            synthetic=synthetic,
+            report=report,
+            decision=decision,
+            audit_record=record,
+            written=written,
+            report_path=report_path,
+            model_path=model_path,
+            timings=timings,
+        )
+        if not decision.passed and raise_on_refusal:
+            failed = "; ".join(f.message for f in decision.failed)
+            raise GateRefusedError(
+                f"Policy '{decision.policy}' refused the synthetic data: {failed}",
+                hint="Nothing was written. Read the findings (and the report) and adjust the "
+                "generator, the data or the declared purpose.",
+            )
+        return result
+
+    def _schema(self, frame: pl.DataFrame) -> Any:
+        from synthkit.schema import Schema, infer_schema
+
+        cfg = self.config
+        if cfg.schema_file:
+            schema = Schema.from_json(cfg.path(cfg.schema_file))
+            schema.check_frame(frame)
+        else:
+            schema = infer_schema(frame)
+        if cfg.schema_overrides:
+            schema = schema.with_overrides(cfg.schema_overrides)
+        return schema
