@@ -22,7 +22,7 @@ demo: $(STAMP)
 LAYOUT := $(shell mktemp -u /tmp/synthkit-layout.XXXXXX)
 imports: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps --target $(LAYOUT) . 2>/dev/null
-	cd /tmp && PYTHONPATH=$(LAYOUT) $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml; \
+	cd /tmp && PYTHONPATH=$(LAYOUT) $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml; \
 		status=$$?; rm -rf $(LAYOUT); exit $$status
 
 lint: imports

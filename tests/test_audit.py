@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fakes import FINGERPRINT, FakeReport
 
 from synthkit.artifacts import canonical_json, sha256_bytes
 from synthkit.errors import AuditError, IntegrityError, SignatureError
@@ -26,36 +26,7 @@ from synthkit.policies import (
 )
 from synthkit.policies.audit import GENESIS_HASH
 
-FINGERPRINT = "sha256:" + "a" * 64
 MANIFEST = "sha256:" + "1" * 64
-
-
-@dataclass
-class FakeMetric:
-    name: str
-    value: float | None
-    meaning: str = ""
-    higher_is_better: bool = True
-
-
-@dataclass
-class FakeReport:
-    """The duck-typed Report interface: value(), metrics, fingerprints, to_dict()."""
-
-    values: dict[str, float | None]
-    synthetic_fingerprint: str = FINGERPRINT
-    real_fingerprint: str | None = "sha256:" + "b" * 64
-    metrics: dict[str, FakeMetric] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metrics = {n: FakeMetric(n, v) for n, v in self.values.items()}
-
-    def value(self, name: str) -> float | None:
-        metric = self.metrics.get(name)
-        return None if metric is None else metric.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.values}
 
 
 def _report(overall: float = 0.85) -> FakeReport:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fakes import FakeReport
 
 from synthkit.errors import PolicyError, PurposeMissingError
 from synthkit.policies import (
@@ -27,34 +26,6 @@ GOOD = {
     "privacy.exact_copy_rate": 0.0,
     "privacy.dcr_share": 0.51,
 }
-
-
-@dataclass
-class FakeMetric:
-    name: str
-    value: float | None
-    meaning: str = ""
-    higher_is_better: bool = True
-
-
-@dataclass
-class FakeReport:
-    """The duck-typed Report interface the gate relies on."""
-
-    values: dict[str, float | None]
-    synthetic_fingerprint: str = "sha256:" + "a" * 64
-    real_fingerprint: str | None = "sha256:" + "b" * 64
-    metrics: dict[str, FakeMetric] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metrics = {n: FakeMetric(n, v) for n, v in self.values.items()}
-
-    def value(self, name: str) -> float | None:
-        metric = self.metrics.get(name)
-        return None if metric is None else metric.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.values}
 
 
 def _report(**changes: float | None) -> FakeReport:
