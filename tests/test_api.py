@@ -22,8 +22,9 @@ def test_import_is_light() -> None:
 
 def test_every_package_is_listed_for_installation() -> None:
     """A subpackage missing from pyproject's list would be absent from wheels (not from -e)."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
