@@ -44,6 +44,9 @@ class Run:
     fit_s: float
     sample_rows_per_s: float
     quality: float
+    quality_s: float = 0.0  # SDMetrics QualityReport seconds
+    evaluate_s: float = 0.0  # synthkit evaluate (quality + privacy) seconds, same data
+    ours_overall: float = 0.0  # synthkit's quality.overall, the cross-check
 
 
 def load_table(key: str) -> pl.DataFrame:
@@ -106,6 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
+    from synthkit.evaluate import evaluate
     from synthkit.schema import infer_schema
 
     runs: list[Run] = []
@@ -116,8 +120,14 @@ def main() -> None:
         for label, ours, theirs in PAIRS:
             for engine, fn, name in (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs)):
                 fit_s, rate, sample = fn(name, real, schema, args.seed)
+                started = time.perf_counter()
                 score = quality(real, sample, metadata)
-                run = Run(key, label, engine, real.height, real.width, fit_s, rate, score)
+                quality_s = time.perf_counter() - started
+                started = time.perf_counter()
+                ours = evaluate(real, sample, schema, sdmetrics=False)
+                evaluate_s = time.perf_counter() - started
+                run = Run(key, label, engine, real.height, real.width, fit_s, rate, score,
+                          quality_s, evaluate_s, ours.value("quality.overall") or 0.0)
                 runs.append(run)
                 print(f"{key:18s} {label:16s} {engine:8s} quality {score:.4f}  fit {fit_s:7.2f}s  "
                       f"sample {rate:12,.0f} rows/s", flush=True)
@@ -150,6 +160,22 @@ def write_results(runs: list[Run], path: Path) -> None:
             f"{a.quality - b.quality:+.4f} | {a.fit_s:.3f} | {b.fit_s:.3f} | {b.fit_s / a.fit_s:.1f}× | "
             f"{a.sample_rows_per_s:,.0f} | {b.sample_rows_per_s:,.0f} | "
             f"{a.sample_rows_per_s / b.sample_rows_per_s:.1f}× |"
+        )
+    lines += [
+        "",
+        "## Evaluation speed and agreement",
+        "",
+        "The same synthetic samples scored by SDMetrics' QualityReport and by `sk.evaluate` "
+        "(synthkit's quality and privacy metrics, no SDMetrics), and the two overall scores.",
+        "",
+        "| table | engine that made the sample | SDMetrics s | sk.evaluate s | speed-up | "
+        "SDMetrics score | synthkit quality.overall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run.table} | {run.engine} {run.family} | {run.quality_s:.2f} | {run.evaluate_s:.2f} | "
+            f"{run.quality_s / run.evaluate_s:.1f}× | {run.quality:.4f} | {run.ours_overall:.4f} |"
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.with_suffix(".json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")

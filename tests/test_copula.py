@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -184,38 +183,6 @@ def test_state_is_arrays_and_json(wage_model, tmp_path):
 def test_bad_data_raises_data_error(frame, match):
     with pytest.raises(DataError, match=match):
         sk.create("tabular/copula").fit(frame)
-
-
-def test_speed_fit_and_sample():
-    rng = np.random.default_rng(0)
-    n = 50_000
-    z = rng.multivariate_normal(np.zeros(10), 0.5 * np.eye(10) + 0.5, size=n)
-    df = pl.DataFrame(
-        {
-            "a": z[:, 0],
-            "b": np.round(np.exp(z[:, 1]), 2),
-            "c": (z[:, 2] * 10).astype(int),
-            "d": np.where(z[:, 3] > 0.5, z[:, 3], 0.0),
-            "e": np.array(["w", "x", "y", "z"])[np.digitize(z[:, 4], [-1, 0, 1])],
-            "f": z[:, 5] > 0,
-            "g": np.array(list("abcdefghij"))[np.clip((z[:, 6] * 3 + 5).astype(int), 0, 9)],
-            "h": np.where(rng.random(n) < 0.1, np.nan, z[:, 7]),
-            "i": (z[:, 8] * 100).round(),
-            "j": z[:, 9] ** 2,
-        }
-    )
-    schema = sk.infer_schema(df)
-    gen = sk.create("tabular/copula", seed=0)
-    start = time.perf_counter()
-    gen.fit(df, schema=schema)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = gen.sample(500_000, seed=0)
-    sample_s = time.perf_counter() - start
-    assert out.height == 500_000
-    # generous bounds for a busy 2-core CI box; typical: fit ~0.4 s, ~1.2M rows/s
-    assert fit_s < 2.0, f"fit took {fit_s:.2f}s"
-    assert sample_s < 2.0, f"500k rows took {sample_s:.2f}s"
 
 
 @pytest.mark.slow
