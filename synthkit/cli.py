@@ -415,20 +415,25 @@ def keys() -> None:
               type=click.Path(file_okay=False), help="Directory for the key pair.")
 @click.option("--name", default="synthkit", show_default=True, help="File name stem.")
 @click.option("--passphrase-env", help="Encrypt the private key with the passphrase in this env var.")
+@click.option("--ask-passphrase", is_flag=True, help="Prompt for a passphrase (hidden, asked twice).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing key pair.")
 @_handle_errors
-def keys_generate(directory: str, name: str, passphrase_env: str | None, overwrite: bool) -> None:
+def keys_generate(directory: str, name: str, passphrase_env: str | None, ask_passphrase: bool,
+                  overwrite: bool) -> None:
     """Write a new key pair: NAME.key (private, mode 0600) and NAME.pub.
 
     \b
     Example:
       synthkit keys generate --out keys
       SK_PASS=secret synthkit keys generate --out keys --passphrase-env SK_PASS
+      synthkit keys generate --out keys --ask-passphrase
     """
     from synthkit.policies import generate_keypair
 
     passphrase = None
-    if passphrase_env:
+    if ask_passphrase:
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+    elif passphrase_env:
         passphrase = os.environ.get(passphrase_env)
         if not passphrase:
             raise click.UsageError(f"Environment variable {passphrase_env} is empty or unset.")

@@ -118,3 +118,31 @@ def test_demo_writes_everything_and_audit_detects_tampering(runner: CliRunner, t
     data[len(data) // 2] ^= 0x01
     log.write_bytes(bytes(data))
     assert invoke(runner, "audit", "verify", log, "--public-key", pub).exit_code == 1
+
+
+def test_keys_with_a_prompted_passphrase(runner: CliRunner, tmp_path: Path) -> None:
+    from synthkit.errors import AuditError
+    from synthkit.policies import load_private_key
+
+    result = runner.invoke(main, ["keys", "generate", "--out", str(tmp_path), "--ask-passphrase"],
+                           input="s3cret\ns3cret\n")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "synthkit.key").stat().st_mode & 0o777 == 0o600
+    load_private_key(tmp_path / "synthkit.key", passphrase="s3cret")
+    with pytest.raises(AuditError):
+        load_private_key(tmp_path / "synthkit.key")
+    again = invoke(runner, "keys", "generate", "--out", tmp_path)
+    assert again.exit_code == 2  # refuses to overwrite an existing pair
+
+
+def test_sample_refuses_a_tampered_model(runner: CliRunner, wage_csv: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    assert invoke(runner, "train", wage_csv, "--out", model).exit_code == 0
+    weights = model / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    result = invoke(runner, "sample", model, "-n", "10", "--out", tmp_path / "s.csv", "--real", wage_csv,
+                    "--purpose", "testing")
+    assert result.exit_code == 2 and "sha256" in result.output
+    assert not (tmp_path / "s.csv").exists()

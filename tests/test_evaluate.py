@@ -15,7 +15,7 @@ from synthkit.evaluate.privacy import DistanceEncoder, nearest_distances
 from synthkit.evaluate.quality import canonical_frame, pairwise_pearson
 from synthkit.schema import infer_schema
 
-QUALITY = ["quality.overall", "quality.column_shapes", "quality.column_pair_trends"]
+QUALITY = ["quality.overall", "quality.column_shapes", "quality.column_pair_trends", "quality.strong_pair_trends"]
 
 
 def _shuffled(df: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
@@ -285,7 +285,7 @@ def test_json_round_trip(halves_report: Report, tmp_path) -> None:
 def test_value_and_summary_rows(halves_report: Report) -> None:
     assert halves_report.value("privacy.no_such_metric") is None
     rows = halves_report.summary_rows()
-    assert [r[0] for r in rows][:4] == [*QUALITY, "quality.sdmetrics_score"]
+    assert [r[0] for r in rows][:5] == [*QUALITY, "quality.sdmetrics_score"]
     assert all(len(r) == 3 and r[2] for r in rows)
     assert dict((r[0], r[1]) for r in rows)["quality.sdmetrics_score"] == "n/a"
     assert halves_report.metrics["quality.sdmetrics_score"].note
@@ -320,3 +320,14 @@ def test_wide_table_scores_every_pair() -> None:
     synthetic = loans.select(pl.col(c).shuffle(seed=i) for i, c in enumerate(loans.columns))
     report = evaluate(loans, synthetic, holdout=loans.head(3000), sdmetrics=False)
     assert len(report.pairs) == 55 * 54 // 2
+
+
+def test_strong_pair_trends_see_what_the_average_hides(churn) -> None:
+    real, other = churn.head(2500), churn.tail(2500)
+    shuffled = other.select(pl.col(c).shuffle(seed=i) for i, c in enumerate(other.columns))
+    honest = evaluate(real, other, sdmetrics=False)
+    broken = evaluate(real, shuffled, sdmetrics=False)
+    drop_all = honest.value("quality.column_pair_trends") - broken.value("quality.column_pair_trends")
+    drop_strong = honest.value("quality.strong_pair_trends") - broken.value("quality.strong_pair_trends")
+    assert drop_strong > 2 * drop_all  # minutes and charges are strongly related; shuffling breaks them
+    assert "pairs: real |Pearson r|" in broken.metrics["quality.strong_pair_trends"].note

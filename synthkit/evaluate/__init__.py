@@ -153,9 +153,25 @@ def _sample(df: pl.DataFrame | None, n: int, seed: int) -> pl.DataFrame | None:
 
 
 # --- metrics --------------------------------------------------------------------------------
+#: A pair's real association counts as strong from here on (SDMetrics' defaults).
+STRONG_CORRELATION = 0.5
+STRONG_CRAMERS_V = 0.3
+
+
+def _is_strong(pair: dict) -> bool:
+    real = pair.get("real")
+    if real is None or not np.isfinite(real):
+        return False
+    if pair["metric"] == "correlation_similarity":
+        return abs(real) >= STRONG_CORRELATION
+    return real >= STRONG_CRAMERS_V
+
+
 def _quality_metrics(columns: list[dict], pairs: list[dict]) -> dict[str, Metric]:
     shapes = quality.mean_score(columns)
     trends = quality.mean_score(pairs)
+    strong = [p for p in pairs if _is_strong(p)]
+    strong_trends = quality.mean_score(strong)
     parts = [v for v in (shapes, trends) if v is not None]
     overall = round(float(np.mean(parts)), 6) if parts else None
     undefined = sum(p.get("score") is None for p in pairs)
@@ -193,6 +209,20 @@ def _quality_metrics(columns: list[dict], pairs: list[dict]) -> dict[str, Metric
             "distance of the joint table otherwise, numbers cut into 10 bins at the real "
             "quantiles."
             + (f" {undefined} pair(s) left out: correlation undefined." if undefined else ""),
+        ),
+        "quality.strong_pair_trends": Metric(
+            name="quality.strong_pair_trends",
+            section="quality",
+            value=strong_trends,
+            meaning="Pair trends over only the pairs that are strongly related in the real data, "
+            "where a lost relationship matters most (1 = identical).",
+            higher_is_better=True,
+            threshold=0.8,
+            note=f"{len(strong)} of {len(pairs)} pairs: real |Pearson r| >= {STRONG_CORRELATION} "
+            f"or Cramér's V >= {STRONG_CRAMERS_V}. On wide tables most pairs are unrelated and "
+            "easy to match, so this is the stricter view."
+            if strong
+            else "No pair is strongly related in the real data.",
         ),
     }
 

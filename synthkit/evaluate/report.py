@@ -23,6 +23,7 @@ METRIC_ORDER = (
     "quality.overall",
     "quality.column_shapes",
     "quality.column_pair_trends",
+    "quality.strong_pair_trends",
     "quality.sdmetrics_score",
     "privacy.exact_copy_rate",
     "privacy.dcr_share",
