@@ -372,7 +372,12 @@ def _print_result(result: Any, *, as_json: bool = False) -> None:
 # --- audit --------------------------------------------------------------------------------
 @main.group()
 def audit() -> None:
-    """Audit logs: verify signatures and the hash chain."""
+    """Audit logs: verify signatures and the hash chain.
+
+    \b
+    Example:
+      synthkit audit verify audit.jsonl --public-key keys/synthkit.pub
+    """
 
 
 @audit.command("verify")
@@ -407,7 +412,12 @@ def audit_verify(log: str, keys: tuple[str, ...], as_json: bool) -> None:
 # --- keys ---------------------------------------------------------------------------------
 @main.group()
 def keys() -> None:
-    """Ed25519 signing keys for audit records."""
+    """Ed25519 signing keys for audit records.
+
+    \b
+    Example:
+      synthkit keys generate --out keys
+    """
 
 
 @keys.command("generate")

@@ -30,8 +30,8 @@ def invoke(runner: CliRunner, *args: str):
     return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-COMMANDS = [[], ["inspect"], ["train"], ["sample"], ["evaluate"], ["run"], ["audit", "verify"],
-            ["keys", "generate"], ["generators"], ["demo"]]
+COMMANDS = [[], ["inspect"], ["train"], ["sample"], ["evaluate"], ["run"], ["audit"], ["audit", "verify"],
+            ["keys"], ["keys", "generate"], ["generators"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "synthkit")
