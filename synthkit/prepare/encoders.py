@@ -178,34 +178,43 @@ class ColumnEncoder(ABC):
         return f"{type(self).__name__}({self.column.name!r})"
 
 
-# --- numerical -----------------------------------------------------------------------------
-class NumericalEncoder(ColumnEncoder):
-    """Standardised value; on inverse: clipped to bounds, rounded, integer dtype restored."""
+# --- numerical and datetime: one standardised value -----------------------------------------
+class StandardisedEncoder(ColumnEncoder):
+    """One value per row, standardised; on inverse: unscaled and clipped to the bounds.
 
-    kind = "numerical"
+    Subclasses say how a column becomes floats (``_raw``, NaN for missing) and back
+    (``_from_raw``), and may take bounds from the schema (``_declared_bounds``).
+    """
+
+    @abstractmethod
+    def _raw(self, series: pl.Series) -> np.ndarray:
+        """The column as float64, NaN where missing."""
+
+    @abstractmethod
+    def _from_raw(self, x: np.ndarray) -> pl.Series:
+        """Floats back to the column's dtype (rounding, formats)."""
+
+    def _declared_bounds(self) -> tuple[float | None, float | None]:
+        return None, None
 
     def _fit(self, series: pl.Series) -> None:
-        x = self._values(series)
+        x = self._raw(series)
         x = x[~np.isnan(x)]
         self.mean_ = float(x.mean()) if x.size else 0.0
         std = float(x.std()) if x.size else 0.0
         self.std_ = std if np.isfinite(std) and std > 0 else 1.0
-        lo = self.column.min if self.column.min is not None else (float(x.min()) if x.size else 0.0)
-        hi = self.column.max if self.column.max is not None else (float(x.max()) if x.size else 0.0)
+        lo, hi = self._declared_bounds()
+        lo = lo if lo is not None else (float(x.min()) if x.size else 0.0)
+        hi = hi if hi is not None else (float(x.max()) if x.size else 0.0)
         self.bounds_ = (float(lo), float(hi))
 
-    def _values(self, series: pl.Series) -> np.ndarray:
-        s = series.to_physical() if series.dtype.is_temporal() else series
-        return s.cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64, copy=False)
-
     def _transform(self, series: pl.Series) -> np.ndarray:
-        x = self._values(series)
+        x = self._raw(series)
         x = np.where(np.isnan(x), self.mean_, x)
         return ((x - self.mean_) / self.std_)[:, None]
 
     def _inverse(self, array: np.ndarray) -> pl.Series:
-        x = np.clip(array[:, 0] * self.std_ + self.mean_, *self.bounds_)
-        return restore_numeric(self.column, x)
+        return self._from_raw(np.clip(array[:, 0] * self.std_ + self.mean_, *self.bounds_))
 
     def _width(self) -> int:
         return 1
@@ -221,7 +230,22 @@ class NumericalEncoder(ColumnEncoder):
         self.bounds_ = (float(meta["bounds"][0]), float(meta["bounds"][1]))
 
 
-# --- categorical ---------------------------------------------------------------------------
+class NumericalEncoder(StandardisedEncoder):
+    """Standardised value; on inverse: clipped to bounds, rounded, integer dtype restored."""
+
+    kind = "numerical"
+
+    def _raw(self, series: pl.Series) -> np.ndarray:
+        s = series.to_physical() if series.dtype.is_temporal() else series
+        return s.cast(pl.Float64).fill_nan(None).to_numpy().astype(np.float64, copy=False)
+
+    def _from_raw(self, x: np.ndarray) -> pl.Series:
+        return restore_numeric(self.column, x)
+
+    def _declared_bounds(self) -> tuple[float | None, float | None]:
+        return self.column.min, self.column.max
+
+
 class CategoricalEncoder(ColumnEncoder):
     """One-hot (or index) over categories by frequency, plus one slot for null or unseen.
 
@@ -336,40 +360,16 @@ class BooleanEncoder(ColumnEncoder):
 
 
 # --- datetime ------------------------------------------------------------------------------
-class DatetimeEncoder(ColumnEncoder):
+class DatetimeEncoder(StandardisedEncoder):
     """Seconds since the epoch, standardised; back to the same dtype, time zone or string format."""
 
     kind = "datetime"
 
-    def _fit(self, series: pl.Series) -> None:
-        secs = to_seconds(series, self.column)
-        secs = secs[~np.isnan(secs)]
-        self.mean_ = float(secs.mean()) if secs.size else 0.0
-        std = float(secs.std()) if secs.size else 0.0
-        self.std_ = std if std > 0 else 1.0
-        self.bounds_ = (float(secs.min()), float(secs.max())) if secs.size else (0.0, 0.0)
+    def _raw(self, series: pl.Series) -> np.ndarray:
+        return to_seconds(series, self.column)
 
-    def _transform(self, series: pl.Series) -> np.ndarray:
-        secs = to_seconds(series, self.column)
-        secs = np.where(np.isnan(secs), self.mean_, secs)
-        return ((secs - self.mean_) / self.std_)[:, None]
-
-    def _inverse(self, array: np.ndarray) -> pl.Series:
-        secs = np.clip(array[:, 0] * self.std_ + self.mean_, *self.bounds_)
-        return from_seconds(secs, self.column)
-
-    def _width(self) -> int:
-        return 1
-
-    def _spans(self) -> list[Span]:
-        return [Span("continuous", 1)]
-
-    def _state(self) -> EncoderState:
-        return {}, {"mean": self.mean_, "std": self.std_, "bounds": list(self.bounds_)}
-
-    def _restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.mean_, self.std_ = float(meta["mean"]), float(meta["std"])
-        self.bounds_ = (float(meta["bounds"][0]), float(meta["bounds"][1]))
+    def _from_raw(self, x: np.ndarray) -> pl.Series:
+        return from_seconds(x, self.column)
 
 
 def to_seconds(series: pl.Series, column: Column) -> np.ndarray:
