@@ -140,17 +140,22 @@ def inspect(source: str, as_json: bool, save: str | None) -> None:
               help="Share of rows kept out of training, for privacy checks at sample time.")
 @click.option("--seed", default=0, show_default=True, help="Seed for the split and training.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its checkpoints (neural generators keep them "
+                   "in OUT.checkpoints unless --set checkpoint_dir=... says otherwise).")
 @_handle_errors
 def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema_file: str | None,
-          drop: tuple[str, ...], holdout: float, seed: int, overwrite: bool) -> None:
+          drop: tuple[str, ...], holdout: float, seed: int, overwrite: bool, resume: bool) -> None:
     """Train a generator on SOURCE and save it to a model directory.
 
     \b
     Example:
       synthkit train data/wage.csv --generator tabular/copula --out models/wage
+      synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae
+      synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae --resume
     """
     from synthkit.connectors import read
-    from synthkit.generators.registry import create
+    from synthkit.generators.registry import create, resolve
     from synthkit.prepare.split import split_holdout
     from synthkit.schema import Schema, infer_schema
 
@@ -162,8 +167,11 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema
         schema = Schema.from_json(schema_file) if schema_file else infer_schema(frame)
         train_part, _ = split_holdout(frame, fraction=holdout, seed=seed)
         update(f"fitting {name}")
-        gen = create(name, **{"seed": seed, **_parse_options(options)})
-        gen.fit(train_part, schema=schema)
+        config = {"seed": seed, **_parse_options(options)}
+        if resolve(name)[0].supports_resume:
+            config.setdefault("checkpoint_dir", f"{out_dir.rstrip('/')}.checkpoints")
+        gen = create(name, **config)
+        gen.fit(train_part, schema=schema, resume=resume)
         update("saving")
         path = gen.save(out_dir, overwrite=overwrite)
     console.print(f"[green]Trained[/] {gen.registry_name} on {train_part.height:,} rows "
@@ -191,6 +199,10 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema
               help="Ed25519 private key that signs the audit record.")
 @click.option("--passphrase-env", help="Environment variable holding the key's passphrase.")
 @click.option("--seed", type=int, default=None, help="Seed for sampling (same seed, same rows).")
+@click.option("--condition", "conditions", multiple=True, metavar="COLUMN=VALUE",
+              help="Fix a categorical or boolean column's value in every row, repeatable.")
+@click.option("--rebalance", metavar="COLUMN=VALUE:SHARE,...",
+              help="Set the shares of one column's values, e.g. churn=yes:0.5,no:0.5.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading SDV models, which are stored with pickle. Only for models you trust.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
@@ -199,7 +211,8 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema
 def sample(model: str, n: int, dest: str, real_source: str, holdout: float, split_seed: int,
            drop: tuple[str, ...], policy: str, purpose: str | None, report: str | None,
            audit_log: str | None, key: str | None, passphrase_env: str | None, seed: int | None,
-           trust_pickle: bool, overwrite: bool, as_json: bool) -> None:
+           conditions: tuple[str, ...], rebalance: str | None, trust_pickle: bool, overwrite: bool,
+           as_json: bool) -> None:
     """Sample N rows from MODEL, gate them with a policy, write them only if allowed.
 
     \b
@@ -242,7 +255,8 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
         if holdout_part is not None:
             holdout_part = holdout_part.select(gen.schema_.names)
         update(f"generating {n:,} rows")
-        synthetic = gen.sample(n, seed=seed)
+        synthetic = gen.sample(n, seed=seed, conditions=_parse_conditions(conditions, gen) or None,
+                               rebalance=_parse_rebalance(rebalance, gen))
         update("evaluating")
         rep = evaluate(train_part, synthetic, gen.schema_, holdout=holdout_part)
         if report:
@@ -262,6 +276,42 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
     if not decision.passed:
         raise GateRefusedError(f"Policy '{decision.policy}' refused the data; {dest} was not written.")
     console.print(f"[green]Wrote[/] {n:,} rows → {dest}")
+
+
+def _typed_value(gen: Any, column: str, text: str) -> Any:
+    """A condition value typed like the column's training values (strings stay strings)."""
+    known = gen.condition_values_.get(column, [])
+    for value in known:
+        if str(value) == text or (isinstance(value, bool) and text.lower() == str(value).lower()):
+            return value
+    return text
+
+
+def _parse_conditions(pairs: tuple[str, ...], gen: Any) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        column, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected COLUMN=VALUE, got '{pair}'", param_hint="--condition")
+        out[column] = _typed_value(gen, column, value)
+    return out
+
+
+def _parse_rebalance(text: str | None, gen: Any) -> dict[str, dict[Any, float]] | None:
+    if not text:
+        return None
+    column, sep, rest = text.partition("=")
+    shares: dict[Any, float] = {}
+    for item in rest.split(","):
+        value, colon, share = item.rpartition(":")
+        try:
+            shares[_typed_value(gen, column, value)] = float(share)
+        except ValueError:
+            colon = ""
+        if not (sep and colon):
+            raise click.BadParameter(f"expected COLUMN=VALUE:SHARE,..., got '{text}'",
+                                     param_hint="--rebalance")
+    return {column: shares}
 
 
 def _print_decision(decision: Any, *, as_json: bool = False) -> None:

@@ -10,6 +10,7 @@ A pipeline file::
     schema_overrides: {year: {kind: categorical}}
     generator: {name: tabular/copula, config: {}}
     n: 3000
+    rebalance: {health_ins: {"1. Yes": 0.5, "2. No": 0.5}}   # optional; also conditions: {...}
     holdout: 0.2
     policy: default
     purpose: software testing of the payroll system
@@ -70,6 +71,13 @@ class PipelineConfig(BaseModel):
     drop_columns: list[str] = Field(default_factory=list)
     generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
     n: int | None = Field(None, ge=1, description="Rows to generate; default: as many as the source.")
+    conditions: dict[str, Any] = Field(
+        default_factory=dict, description="Fix categorical/boolean column values in every row."
+    )
+    rebalance: dict[str, dict[Any, float]] = Field(
+        default_factory=dict, description="Shares of one column's values, e.g. {churn: {yes: 0.5, no: 0.5}}."
+    )
+    resume: bool = Field(False, description="Continue an interrupted training run from its checkpoints.")
     holdout: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 0
     policy: str = "default"
@@ -203,7 +211,7 @@ class Pipeline:
 
         stage("fit")
         gen_config = {"seed": cfg.seed, **cfg.generator.config}
-        generator = create(cfg.generator.name, **gen_config).fit(train, schema=schema)
+        generator = create(cfg.generator.name, **gen_config).fit(train, schema=schema, resume=cfg.resume)
         model_path = None
         manifest_hash = None
         if cfg.model:
@@ -214,7 +222,9 @@ class Pipeline:
 
         stage("sample")
         n = cfg.n or frame.height
-        synthetic = generator.sample(n, seed=cfg.seed)
+        synthetic = generator.sample(
+            n, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
+        )
 
         stage("evaluate")
         report = evaluate(train, synthetic, schema, holdout=holdout, seed=cfg.seed)

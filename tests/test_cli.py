@@ -146,3 +146,20 @@ def test_sample_refuses_a_tampered_model(runner: CliRunner, wage_csv: Path, tmp_
                     "--purpose", "testing")
     assert result.exit_code == 2 and "sha256" in result.output
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_sample_with_conditions_and_rebalance(runner: CliRunner, wage_csv: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    assert invoke(runner, "train", wage_csv, "--out", model).exit_code == 0
+    base = ["sample", model, "-n", "400", "--real", wage_csv, "--purpose", "testing", "--seed", "3"]
+    result = invoke(runner, *base, "--out", tmp_path / "c.parquet", "--condition", "jobclass=2. Information")
+    assert result.exit_code == 0, result.output
+    assert (pl.read_parquet(tmp_path / "c.parquet")["jobclass"] == "2. Information").all()
+    result = invoke(runner, *base, "--out", tmp_path / "r.parquet",
+                    "--rebalance", "health_ins=1. Yes:0.25,2. No:0.75")
+    assert result.exit_code == 0, result.output
+    counts = dict(pl.read_parquet(tmp_path / "r.parquet").group_by("health_ins").len().iter_rows())
+    assert counts == {"1. Yes": 100, "2. No": 300}
+    bad = invoke(runner, *base, "--out", tmp_path / "x.parquet", "--condition", "jobclass=Nope")
+    assert bad.exit_code == 2 and not (tmp_path / "x.parquet").exists()
+    assert invoke(runner, "train", wage_csv, "--out", tmp_path / "m2", "--resume").exit_code == 2

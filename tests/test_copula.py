@@ -158,7 +158,7 @@ def test_datetime_boolean_and_integer_category_kinds(tmp_path):
 def test_state_is_arrays_and_json(wage_model, tmp_path):
     path = wage_model.save(tmp_path / "m")
     names = sorted(p.name for p in path.iterdir())
-    assert names == ["copula.json", "fillers.json", "manifest.json", "weights.safetensors"]
+    assert names == ["conditions.json", "copula.json", "fillers.json", "manifest.json", "weights.safetensors"]
     json.loads((path / "copula.json").read_text())
     from safetensors.numpy import load_file
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 
 import synthkit as sk
@@ -113,8 +114,10 @@ def test_bad_calls_raise_typed_errors(fitted, tmp_path):
             fitted.sample(n)
     with pytest.raises(ConfigError, match="batch_size"):
         list(fitted.sample_batches(10, batch_size=-5))
-    with pytest.raises(ConfigError, match="conditional"):
-        fitted.sample(5, conditions={"race": "1. White"})
+    with pytest.raises(ConfigError, match="never seen"):
+        fitted.sample(5, conditions={"race": "9. Martian"})
+    with pytest.raises(ConfigError, match="Conditionable columns"):
+        fitted.sample(5, conditions={"age": 30})
     with pytest.raises(ArtifactError):
         sk.load(tmp_path / "does-not-exist")
 
@@ -124,3 +127,42 @@ def test_fit_report_and_repr(fitted):
     assert fitted.fit_report_["copula"]["dimensions"] >= len(fitted.schema_)
     assert repr(sk.create("tabular/copula", seed=3)) == "GaussianCopulaGenerator(seed=3)"
     assert fitted.sample(0).columns == fitted.schema_.names
+
+
+def test_conditions_hold_for_every_row_of_any_generator(fitted):
+    out = fitted.sample(300, conditions={"race": "3. Asian", "jobclass": "2. Information"}, seed=4)
+    assert out.height == 300
+    assert (out["race"] == "3. Asian").all() and (out["jobclass"] == "2. Information").all()
+    again = fitted.sample(300, conditions={"race": "3. Asian", "jobclass": "2. Information"}, seed=4)
+    assert out.equals(again)
+
+
+def test_rebalance_sets_exact_shares(fitted):
+    out = fitted.sample(1000, rebalance={"race": {"1. White": 0.5, "2. Black": 0.3, "4. Other": 0.2}}, seed=1)
+    counts = dict(out.group_by("race").len().iter_rows())
+    assert counts == {"1. White": 500, "2. Black": 300, "4. Other": 200}
+    assert out.head(50)["race"].n_unique() > 1  # shuffled, not grouped
+    with pytest.raises(ConfigError, match="one column"):
+        fitted.sample(10, rebalance={"race": {"1. White": 1}, "jobclass": {"1. Industrial": 1}})
+    with pytest.raises(ConfigError, match="non-negative"):
+        fitted.sample(10, rebalance={"race": {"1. White": -1}})
+    with pytest.raises(ConfigError, match="never seen"):
+        fitted.sample(10, rebalance={"race": {"Nope": 1}})
+
+
+def test_impossible_conditions_give_up_with_a_clear_error(fitted, monkeypatch):
+    monkeypatch.setattr(type(fitted), "max_condition_attempts", 3)
+    original = type(fitted)._sample
+
+    def never(self, n, *, rng, conditions):
+        return original(self, n, rng=rng, conditions=conditions).with_columns(
+            pl.lit("1. White").alias("race"))
+
+    monkeypatch.setattr(type(fitted), "_sample", never)
+    with pytest.raises(ConfigError, match="met the conditions"):
+        fitted.sample(10, conditions={"race": "3. Asian"})
+
+
+def test_resume_is_refused_by_one_pass_generators(wage_small):
+    with pytest.raises(ConfigError, match="resume"):
+        sk.create("tabular/copula").fit(wage_small, resume=True)

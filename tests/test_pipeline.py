@@ -108,3 +108,12 @@ def test_existing_sink_is_not_overwritten_unless_asked(workdir: Path) -> None:
     assert (workdir / "out/synthetic.parquet").read_bytes() == before
     Pipeline(_config(workdir, seed=5, overwrite=True)).run()
     assert (workdir / "out/synthetic.parquet").read_bytes() != before
+
+
+def test_pipeline_conditions_and_rebalance(workdir: Path) -> None:
+    result = Pipeline(_config(workdir, model=None, conditions={"race": "1. White"},
+                              rebalance={"jobclass": {"1. Industrial": 0.5, "2. Information": 0.5}})).run(
+        raise_on_refusal=False)
+    out = result.synthetic
+    assert (out["race"] == "1. White").all()
+    assert dict(out.group_by("jobclass").len().iter_rows()) == {"1. Industrial": 500, "2. Information": 500}

@@ -57,6 +57,13 @@ class Generator(ABC):
     learned_kinds: ClassVar[frozenset[ColumnKind]] = LEARNED_KINDS
     #: Default rows per batch in sample_batches().
     sample_batch_size: ClassVar[int] = 100_000
+    #: Whether ``fit(..., resume=True)`` can continue an interrupted training run.
+    supports_resume: ClassVar[bool] = False
+    #: Whether ``_sample`` biases its rows toward ``conditions`` itself; every generator honours
+    #: conditions either way, because the base keeps only rows that meet them.
+    supports_conditions: ClassVar[bool] = False
+    #: Give up on conditional sampling after this many attempts without enough matching rows.
+    max_condition_attempts: ClassVar[int] = 100
 
     def __init__(self, **config: Any) -> None:
         try:
@@ -84,8 +91,17 @@ class Generator(ABC):
         return hasattr(self, "schema_")
 
     # --- fit ---------------------------------------------------------------------------
-    def fit(self: G, data: Any, *, schema: Schema | None = None) -> G:
-        """Learn from ``data`` (polars or pandas); infer the schema when none is given."""
+    def fit(self: G, data: Any, *, schema: Schema | None = None, resume: bool = False) -> G:
+        """Learn from ``data`` (polars or pandas); infer the schema when none is given.
+
+        ``resume=True`` continues an interrupted training run from its last checkpoint, for
+        families that checkpoint (``supports_resume``).
+        """
+        if resume and not self.supports_resume:
+            raise ConfigError(
+                f"{self.registry_name} trains in one pass and has no checkpoints to resume from.",
+                hint="Fit again without resume.",
+            )
         df = normalise_missing(to_polars(data))
         check_table(df, min_rows=self.min_rows, what="training table")
         schema = schema if schema is not None else infer_schema(df)
@@ -101,8 +117,9 @@ class Generator(ABC):
         filled = [c for c in schema if c.kind not in self.learned_kinds]
         self.fillers_ = fit_fillers(df, filled)
         learned = schema.select([c.name for c in schema if c.kind in self.learned_kinds])
+        self.condition_values_ = _condition_values(df, learned)
         started = time.perf_counter()
-        self._fit(df.select(learned.names), learned)
+        self._fit(df.select(learned.names), learned, resume=resume)
         self.fit_report_["fit_seconds"] = round(time.perf_counter() - started, 4)
         self.fit_report_["filled_columns"] = {c.name: c.kind.value for c in filled}
         return self
@@ -113,13 +130,17 @@ class Generator(ABC):
         n: int,
         *,
         conditions: Mapping[str, Any] | None = None,
+        rebalance: Mapping[str, Mapping[Any, float]] | None = None,
         seed: int | None = None,
     ) -> pl.DataFrame:
         """Return ``n`` new rows with the training schema's columns and dtypes.
 
-        The same ``seed`` gives the same rows; ``conditions`` fixes column values in families
-        that support it.
+        The same ``seed`` gives the same rows. ``conditions`` (``{"col": value}``, categorical
+        and boolean columns) fixes values: every row meets them. ``rebalance``
+        (``{"col": {"a": 0.5, "b": 0.5}}``) sets the shares of one column's values.
         """
+        if rebalance:
+            return self._sample_rebalanced(n, rebalance, conditions=conditions, seed=seed)
         batches = list(self.sample_batches(n, conditions=conditions, seed=seed))
         if not batches:
             return self._empty_frame()
@@ -139,8 +160,7 @@ class Generator(ABC):
         size = self.sample_batch_size if batch_size is None else int(batch_size)
         if size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {size}.")
-        if conditions:
-            self._check_conditions(conditions)
+        conditions = self._check_conditions(conditions) if conditions else None
         root = np.random.SeedSequence(seed)
         done = 0
         learned = [c.name for c in self.schema_ if c.kind in self.learned_kinds]
@@ -149,7 +169,7 @@ class Generator(ABC):
             m = min(size, n - done)
             child = root.spawn(1)[0]
             rng = np.random.default_rng(child)
-            part = self._sample(m, rng=rng, conditions=conditions) if learned else pl.DataFrame()
+            part = self._sample_meeting(m, rng, conditions) if learned else pl.DataFrame()
             filled = self._fill(m, rng, id_offset)
             id_offset += m
             yield self._assemble(part, filled)
@@ -162,7 +182,7 @@ class Generator(ABC):
 
         self._check_fitted()
         tensors, files = self._state()
-        files = {**files, "fillers.json": self.fillers_}
+        files = {**files, "fillers.json": self.fillers_, "conditions.json": self.condition_values_}
         manifest = {
             "generator": self.registry_name,
             "config": self.config.model_dump(mode="json"),
@@ -197,12 +217,13 @@ class Generator(ABC):
         gen.n_rows_ = manifest["n_rows"]
         gen.fit_report_ = manifest.get("fit_report", {})
         gen.fillers_ = artifact.files.pop("fillers.json", {})
+        gen.condition_values_ = artifact.files.pop("conditions.json", {})
         gen._restore(artifact.tensors, artifact.files, trust_pickle=trust_pickle)
         return gen
 
     # --- what families implement --------------------------------------------------------
     @abstractmethod
-    def _fit(self, df: pl.DataFrame, schema: Schema) -> None:
+    def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool) -> None:
         """Learn from ``df`` (only the learned columns, nulls as null, no NaN)."""
 
     @abstractmethod
@@ -226,11 +247,94 @@ class Generator(ABC):
         if not self.is_fitted:
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet.")
 
-    def _check_conditions(self, conditions: Mapping[str, Any]) -> None:
+    def _check_conditions(self, conditions: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``{"col": value}`` against the learned categorical and boolean columns."""
+        checked: dict[str, Any] = {}
+        for name, value in conditions.items():
+            known = self.condition_values_.get(name)
+            if known is None:
+                raise ConfigError(
+                    f"Cannot condition on '{name}': only categorical and boolean columns the "
+                    "model learned can be fixed.",
+                    hint=f"Conditionable columns: {sorted(self.condition_values_)}",
+                )
+            if value not in known:
+                shown = known if len(known) <= 20 else [*known[:20], "..."]
+                raise ConfigError(
+                    f"'{value}' was never seen in column '{name}' during training.",
+                    hint=f"Known values: {shown}",
+                )
+            checked[name] = value
+        return checked
+
+    def _sample_meeting(
+        self, n: int, rng: np.random.Generator, conditions: dict[str, Any] | None
+    ) -> pl.DataFrame:
+        """``_sample`` rows, keeping only those that meet ``conditions`` until there are n."""
+        if not conditions:
+            return self._sample(n, rng=rng, conditions=None)
+        kept: list[pl.DataFrame] = []
+        have = drawn = 0
+        rate = 1.0
+        for _ in range(self.max_condition_attempts):
+            need = n - have
+            ask = int(min(max(need / max(rate, 1e-3) * 1.2, need, 16), 20 * self.sample_batch_size))
+            out = self._sample(ask, rng=rng, conditions=conditions)
+            mask = pl.all_horizontal(
+                pl.col(c).eq_missing(pl.lit(v).cast(out.schema[c])) for c, v in conditions.items()
+            )
+            good = out.filter(mask)
+            kept.append(good)
+            have += good.height
+            drawn += out.height
+            rate = max(have / drawn, 1e-3)
+            if have >= n:
+                return pl.concat(kept, how="vertical").head(n)
         raise ConfigError(
-            f"{self.registry_name} does not support conditional sampling.",
-            hint="Sample without conditions, or use a generator that supports them.",
+            f"Only {have} of {drawn:,} generated rows met the conditions {conditions}; "
+            f"{n} were asked for.",
+            hint="The combination is (almost) never produced by this model: relax the "
+            "conditions or train a conditional generator (e.g. tabular/ctgan).",
         )
+
+    def _sample_rebalanced(
+        self,
+        n: int,
+        rebalance: Mapping[str, Mapping[Any, float]],
+        *,
+        conditions: Mapping[str, Any] | None,
+        seed: int | None,
+    ) -> pl.DataFrame:
+        if len(rebalance) != 1:
+            raise ConfigError(
+                f"rebalance takes one column, got {sorted(rebalance)}.",
+                hint="Rebalance one column; fix others with conditions=.",
+            )
+        (column, shares), = rebalance.items()
+        if conditions and column in conditions:
+            raise ConfigError(f"'{column}' is both fixed by conditions and rebalanced.")
+        values = list(shares)
+        weights = np.array([float(shares[v]) for v in values])
+        if weights.size == 0 or (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+            raise ConfigError(
+                f"rebalance shares for '{column}' must be non-negative numbers with a positive sum.",
+                hint='e.g. rebalance={"churn": {"yes": 0.5, "no": 0.5}}',
+            )
+        for v in values:
+            self._check_conditions({**(conditions or {}), column: v})
+        counts = _largest_remainder(_check_n(n), weights / weights.sum())
+        root = np.random.SeedSequence(seed)
+        parts = [
+            self.sample(int(k), conditions={**(conditions or {}), column: v},
+                        seed=int(root.spawn(1)[0].generate_state(1)[0]))
+            for v, k in zip(values, counts, strict=True)
+            if k > 0
+        ]
+        if not parts:
+            return self._empty_frame()
+        out = pl.concat(parts, how="vertical")
+        order = np.random.default_rng(root.spawn(1)[0]).permutation(out.height)
+        return out[order]
 
     def _fill(self, n: int, rng: np.random.Generator, id_offset: int) -> dict[str, pl.Series]:
         from synthkit.prepare.fillers import generate_filled
@@ -258,6 +362,29 @@ def _restore_dtype(series: pl.Series, dtype: pl.DataType) -> pl.Series:
         return series.cast(dtype, strict=False)
     except Exception:  # noqa: BLE001 - keep the generated values rather than fail the batch
         return series
+
+
+def _largest_remainder(n: int, shares: np.ndarray) -> np.ndarray:
+    """Whole counts that add up to n and are as close as possible to n * shares."""
+    exact = n * shares
+    counts = np.floor(exact).astype(np.int64)
+    short = n - int(counts.sum())
+    counts[np.argsort(-(exact - counts), kind="stable")[:short]] += 1
+    return counts
+
+
+#: Columns with more distinct values than this cannot be conditioned on (ids in disguise).
+MAX_CONDITION_VALUES = 10_000
+
+
+def _condition_values(df: pl.DataFrame, schema: Schema) -> dict[str, list[Any]]:
+    """The values each categorical or boolean column took in training (what conditions accept)."""
+    out: dict[str, list[Any]] = {}
+    for col in schema.of_kind(ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+        values = df.get_column(col.name).drop_nulls().unique()
+        if values.len() <= MAX_CONDITION_VALUES:
+            out[col.name] = sorted(_jsonable(values.to_list()), key=lambda v: (str(type(v)), v))
+    return out
 
 
 def _check_n(n: Any) -> int:

@@ -93,7 +93,7 @@ class SDVGenerator(Generator):
         return f"sdv/{config.synthesizer}" if config is not None else self.name
 
     # --- fit -----------------------------------------------------------------------------------
-    def _fit(self, df: pl.DataFrame, schema: Schema) -> None:
+    def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool = False) -> None:
         from sdv.errors import InvalidDataError
 
         cls = single_table_synthesizers()[self.config.synthesizer]

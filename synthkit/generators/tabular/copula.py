@@ -95,7 +95,7 @@ class GaussianCopulaGenerator(Generator):
     config: GaussianCopulaConfig
 
     # --- fit ---------------------------------------------------------------------------------
-    def _fit(self, df: pl.DataFrame, schema: Schema) -> None:
+    def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool = False) -> None:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         n = df.height
