@@ -215,6 +215,9 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
            as_json: bool) -> None:
     """Sample N rows from MODEL, gate them with a policy, write them only if allowed.
 
+    Rows are generated and written in batches, so N may exceed memory; the policy judges a
+    report on a uniform sample of them and the file gets exactly the rows that were judged.
+
     \b
     Example:
       synthkit sample models/wage -n 5000 --out synth.parquet --real data/wage.csv \\
@@ -227,6 +230,7 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
     from synthkit.evaluate import evaluate
     from synthkit.frames import fingerprint
     from synthkit.generators.registry import load
+    from synthkit.pipeline import sample_to_sink
     from synthkit.policies import AuditLog, gate, load_policy, load_private_key, require_purpose
     from synthkit.prepare.split import split_holdout
 
@@ -254,24 +258,37 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
             )
         if holdout_part is not None:
             holdout_part = holdout_part.select(gen.schema_.names)
-        update(f"generating {n:,} rows")
-        synthetic = gen.sample(n, seed=seed, conditions=_parse_conditions(conditions, gen) or None,
-                               rebalance=_parse_rebalance(rebalance, gen))
-        update("evaluating")
-        rep = evaluate(train_part, synthetic, gen.schema_, holdout=holdout_part)
-        if report:
-            rep.to_html(report)
-        update("gating")
-        decision = gate(pol, rep, purpose)
+        manifest = None
         if audit_log:
             from synthkit.artifacts import manifest_hash
 
-            AuditLog(audit_log).append(decision, private_key=private_key, report=rep,
-                                       model_manifest_hash=manifest_hash(model),
-                                       extra={"generator": gen.registry_name})
-        if decision.passed:
-            update("writing")
-            write(synthetic, dest, decision=decision, overwrite=overwrite)
+            manifest = manifest_hash(model)
+        parsed_conditions = _parse_conditions(conditions, gen) or None
+        shares = _parse_rebalance(rebalance, gen)
+        if shares is None:  # stream: bounded memory for any n
+            outcome = sample_to_sink(
+                gen, n, dest, real=train_part, holdout=holdout_part, policy=pol, purpose=purpose,
+                seed=seed, conditions=parsed_conditions, audit_log=audit_log,
+                private_key=private_key, model_manifest_hash=manifest, report_path=report,
+                overwrite=overwrite, on_stage=update,
+            )
+            decision = outcome.decision
+        else:  # rebalancing shuffles across groups, so it is done in memory
+            update(f"generating {n:,} rows")
+            synthetic = gen.sample(n, seed=seed, conditions=parsed_conditions, rebalance=shares)
+            update("evaluating")
+            rep = evaluate(train_part, synthetic, gen.schema_, holdout=holdout_part)
+            if report:
+                rep.to_html(report)
+            update("gating")
+            decision = gate(pol, rep, purpose)
+            if audit_log:
+                AuditLog(audit_log).append(decision, private_key=private_key, report=rep,
+                                           model_manifest_hash=manifest,
+                                           extra={"generator": gen.registry_name})
+            if decision.passed:
+                update("writing")
+                write(synthetic, dest, decision=decision, overwrite=overwrite)
     _print_decision(decision, as_json=as_json)
     if not decision.passed:
         raise GateRefusedError(f"Policy '{decision.policy}' refused the data; {dest} was not written.")

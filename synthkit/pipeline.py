@@ -285,3 +285,88 @@ class Pipeline:
         if cfg.schema_overrides:
             schema = schema.with_overrides(cfg.schema_overrides)
         return schema
+
+
+@dataclass
+class GatedSample:
+    """What :func:`sample_to_sink` did: the report, the decision, its audit record, the file."""
+
+    report: Any
+    decision: Any
+    audit_record: Any | None
+    written: Path | None
+    n: int
+    seed: int
+
+
+def sample_to_sink(
+    generator: Any,
+    n: int,
+    destination: str | Path,
+    *,
+    real: pl.DataFrame,
+    holdout: pl.DataFrame | None,
+    policy: Any,
+    purpose: str | None,
+    seed: int | None = None,
+    conditions: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    eval_rows: int = 50_000,
+    audit_log: str | Path | None = None,
+    private_key: Any = None,
+    model_manifest_hash: str | None = None,
+    report_path: str | Path | None = None,
+    overwrite: bool = False,
+    on_stage: StageCallback | None = None,
+) -> GatedSample:
+    """Sample ``n`` rows in bounded memory, gate them, and stream them to ``destination``.
+
+    Two passes over the same seeded batches: the first fingerprints every row and keeps a
+    uniform sample of ``eval_rows`` for the report; the policy judges that report; the second
+    regenerates the identical batches into the sink, which checks they are exactly the rows
+    that were judged. Memory stays at one batch plus the evaluation sample, whatever ``n``.
+    """
+    import numpy as np
+
+    from synthkit.connectors import write_batches
+    from synthkit.evaluate import evaluate
+    from synthkit.frames import FingerprintHasher
+    from synthkit.policies import AuditLog, gate
+
+    def stage(name: str) -> None:
+        if on_stage is not None:
+            on_stage(name)
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    picks = np.sort(np.random.default_rng(seed).choice(n, size=min(n, eval_rows), replace=False))
+    hasher, kept, offset = FingerprintHasher(), [], 0
+    stage(f"generating {n:,} rows")
+    for batch in generator.sample_batches(n, batch_size=batch_size, conditions=conditions, seed=seed):
+        hasher.update(batch)
+        lo, hi = np.searchsorted(picks, [offset, offset + batch.height])
+        kept.append(batch[picks[lo:hi] - offset])
+        offset += batch.height
+    sample = pl.concat(kept, how="vertical") if kept else generator.sample(0)
+    stage("evaluating")
+    report = evaluate(real, sample, generator.schema_, holdout=holdout,
+                      synthetic_of=(hasher.hexdigest(), n))
+    if report_path is not None:
+        report.to_html(report_path)
+    stage("gating")
+    decision = gate(policy, report, purpose)
+    record = None
+    if audit_log is not None:
+        record = AuditLog(audit_log).append(
+            decision, private_key=private_key, report=report,
+            model_manifest_hash=model_manifest_hash,
+            extra={"generator": generator.registry_name, "rows": n, "seed": seed},
+        )
+    written = None
+    if decision.passed:
+        stage("writing")
+        written = write_batches(
+            generator.sample_batches(n, batch_size=batch_size, conditions=conditions, seed=seed),
+            destination, decision=decision, overwrite=overwrite,
+        )
+    return GatedSample(report, decision, record, written, n, seed)

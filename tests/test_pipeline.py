@@ -117,3 +117,44 @@ def test_pipeline_conditions_and_rebalance(workdir: Path) -> None:
     out = result.synthetic
     assert (out["race"] == "1. White").all()
     assert dict(out.group_by("jobclass").len().iter_rows()) == {"1. Industrial": 500, "2. Information": 500}
+
+
+def test_sample_to_sink_streams_exactly_the_rows_it_judged(workdir: Path, wage: pl.DataFrame) -> None:
+    import synthkit as sk
+    from synthkit.pipeline import sample_to_sink
+    from synthkit.policies import load_policy
+
+    train, holdout = sk.split_holdout(wage, fraction=0.2, seed=0)
+    gen = sk.create("tabular/copula", seed=0).fit(train)
+    dest = workdir / "big.parquet"
+    out = sample_to_sink(gen, 25_000, dest, real=train, holdout=holdout, policy=load_policy("default"),
+                         purpose="load testing", seed=7, batch_size=4_000, eval_rows=5_000)
+    assert out.decision.passed and out.written is not None
+    written = pl.read_parquet(dest)
+    assert written.height == 25_000
+    assert written.equals(pl.concat(list(gen.sample_batches(25_000, batch_size=4_000, seed=7))))
+    assert out.report.n_synthetic == 25_000 and out.decision.data_fingerprint == sk.fingerprint(written)
+    assert any("uniform random sample of 5,000" in note for note in out.report.notes)
+
+
+def test_sample_to_sink_refuses_rows_that_differ_from_the_judged_ones(workdir: Path, wage: pl.DataFrame) -> None:
+    import synthkit as sk
+    from synthkit.errors import GateRefusedError
+    from synthkit.pipeline import sample_to_sink
+    from synthkit.policies import load_policy
+
+    train, holdout = sk.split_holdout(wage, fraction=0.2, seed=0)
+    gen = sk.create("tabular/copula", seed=0).fit(train)
+    calls = {"n": 0}
+    original = gen.sample_batches
+
+    def drifting(n, **kw):  # a generator whose second pass is not the first: must be refused
+        calls["n"] += 1
+        return original(n, **{**kw, "seed": kw["seed"] + calls["n"]})
+
+    gen.sample_batches = drifting
+    dest = workdir / "drift.parquet"
+    with pytest.raises(GateRefusedError):
+        sample_to_sink(gen, 2_000, dest, real=train, holdout=holdout, policy=load_policy("default"),
+                       purpose="load testing", seed=1)
+    assert not dest.exists()

@@ -42,6 +42,7 @@ def evaluate(
     seed: int = 0,
     sdmetrics: bool = True,
     max_rows: int = 50_000,
+    synthetic_of: tuple[str, int] | None = None,
 ) -> Report:
     """Compare ``synthetic`` with ``real`` (the training data) and return a :class:`Report`.
 
@@ -50,6 +51,10 @@ def evaluate(
     pii and text are left out and listed in ``report.excluded``. Pairwise and privacy parts
     use at most ``max_rows`` rows per table (a seeded sample); ``sdmetrics=False`` skips the
     SDMetrics cross-check score.
+
+    ``synthetic_of=(fingerprint, n_rows)`` says that ``synthetic`` is a uniform random sample of
+    a larger synthetic table (streamed, too large to hold): the report then speaks for, and a
+    policy Decision binds to, that whole table.
     """
     if max_rows < 2:
         raise ConfigError(f"max_rows must be at least 2, got {max_rows}.", hint="Use e.g. 50_000.")
@@ -101,6 +106,13 @@ def evaluate(
         notes.append(
             "No holdout given: privacy.dcr_share and privacy.dcr_holdout_median are absent."
         )
+    synth_fp, n_synth = fingerprint(synth_raw), synth_raw.height
+    if synthetic_of is not None:
+        synth_fp, n_synth = synthetic_of
+        notes.append(
+            f"The synthetic table has {n_synth:,} rows; every metric was measured on a uniform "
+            f"random sample of {synth_raw.height:,} of them."
+        )
 
     return Report(
         metrics=metrics,
@@ -108,10 +120,10 @@ def evaluate(
         pairs=pairs,
         excluded=excluded,
         real_fingerprint=fingerprint(real_raw),
-        synthetic_fingerprint=fingerprint(synth_raw),
+        synthetic_fingerprint=synth_fp,
         holdout_fingerprint=fingerprint(hold_raw) if hold_raw is not None else None,
         n_real=real_raw.height,
-        n_synthetic=synth_raw.height,
+        n_synthetic=n_synth,
         n_holdout=hold_raw.height if hold_raw is not None else None,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         synthkit_version=_synthkit_version(),
