@@ -84,7 +84,9 @@ def write_model_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         contents: dict[str, bytes] = {
-            WEIGHTS: st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+            WEIGHTS: st_save(
+                {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in tensors.items()}
+            )
         }
         for name, obj in (files or {}).items():
             if isinstance(obj, bytes):

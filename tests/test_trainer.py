@@ -145,10 +145,15 @@ def test_bad_settings_are_refused(data) -> None:
         Trainer(epochs=1, batch_size=10, progress=False).fit(Regression(), np.zeros((0, 4), np.float32))
 
 
-def test_module_state_round_trip_and_mismatch() -> None:
+def test_module_state_round_trip_and_mismatch(tmp_path) -> None:
     a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     load_module_state({"m": b}, module_state({"m": a}))
     assert torch.equal(a.weight, b.weight)
+    from synthkit.artifacts import read_model_dir, write_model_dir
+
+    norm = torch.nn.BatchNorm1d(4)  # has a 0-d buffer (num_batches_tracked)
+    write_model_dir(tmp_path / "m", manifest={"generator": "x"}, tensors=module_state({"n": norm}))
+    load_module_state({"n": torch.nn.BatchNorm1d(4)}, read_model_dir(tmp_path / "m").tensors)
     with pytest.raises(ArtifactError, match="do not fit"):
         load_module_state({"m": torch.nn.Linear(3, 2)}, {"m.weight": np.zeros((2, 3), np.float32)})
     with pytest.raises(ArtifactError, match="shape"):

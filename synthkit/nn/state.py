@@ -18,7 +18,8 @@ def module_state(modules: dict[str, torch.nn.Module]) -> dict[str, np.ndarray]:
             array = tensor.detach().cpu()
             if array.dtype == torch.bfloat16:
                 array = array.float()
-            out[f"{name}.{key}"] = np.ascontiguousarray(array.numpy())
+            values = array.numpy()
+            out[f"{name}.{key}"] = np.ascontiguousarray(values).reshape(values.shape)  # keeps 0-d
     return out
 
 

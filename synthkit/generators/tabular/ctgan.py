@@ -1,0 +1,671 @@
+"""CTGAN: a conditional GAN for mixed tables (Xu et al., 2019, "Modeling Tabular Data using
+Conditional GAN"), written from the paper's ideas on synthkit's shared parts.
+
+* Encoding: :class:`~synthkit.prepare.neural.NeuralTableEncoder` (mode-specific normalisation of
+  numerical columns: an ``alpha`` value and a one-hot ``mode``; one-hot categories).
+* Generator net: residual blocks (Linear, BatchNorm, ReLU; each block's output concatenated to
+  its input), then one linear layer to the encoded width; ``tanh`` on alpha blocks and a Gumbel
+  softmax (tau 0.2) on one-hot blocks while training, plain softmax when sampling.
+* Discriminator net (PacGAN): ``pac`` rows packed into one input, Linear + LeakyReLU(0.2) +
+  Dropout(0.5) layers, trained with the WGAN-GP loss (gradient penalty, lambda 10, on packed
+  interpolates).
+* Training by sampling: each generated row gets a conditional vector that names one category
+  of one discrete column (column uniform, category by log-frequency or frequency); the
+  discriminator sees real rows drawn with that same kind of condition, and the generator loss
+  adds the cross-entropy between its output for that column and the named category. So rare
+  categories are trained as often as frequent ones, and sampling can ask for a category.
+
+Notes on how this fits the shared :class:`~synthkit.nn.Trainer`:
+
+* The Trainer hands out real-data batches in random order, but training by sampling needs
+  real rows *of a chosen category*. The task therefore keeps its own copy of the whole encoded
+  training matrix on the device and draws conditioned real rows from it with
+  ``ctx.generator`` (one precomputed index array per category slot, vectorised); a batch from
+  the Trainer is used for its size only. The matrix sits on the device twice; it is small next
+  to the nets' activations for any table that fits in memory.
+* GANs have no validation loss that tracks sample quality, so early stopping is unavailable
+  (``early_stopping_patience`` must stay ``None``). Instead each epoch ends with a mode-collapse
+  monitor: a fixed-seed probe of 2,000 generated rows and the share of frequent categories and
+  modes it covers, recorded in the fit report's training history, with a warning naming any
+  column that falls below half.
+* Resume (``fit(..., resume=True)`` with ``checkpoint_dir``) continues from the last checkpoint
+  when the model configuration and the data are the same; run-control options (``epochs``,
+  ``progress``, ``checkpoint_dir``, ``checkpoint_every``, ``device``, ``compile``) may change, so
+  a finished run can be trained for more epochs.
+
+Conditional sampling sets the conditional vector to the asked category. CTGAN's vector names
+one column at a time, so with several conditions the first discrete one is set and the base
+class's rejection filter enforces the rest. Without conditions the vector is drawn as CTGAN
+does: a column uniformly, then a category by its training frequency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+from torch.nn import functional as F
+
+from synthkit.errors import ArtifactError
+from synthkit.generators.base import Generator, GeneratorConfig
+from synthkit.nn import (
+    StepContext,
+    Trainer,
+    TrainingTask,
+    load_module_state,
+    module_state,
+    resolve_device,
+    seeded,
+)
+from synthkit.prepare.neural import NeuralTableEncoder
+from synthkit.schema import Schema
+
+_STATE_FILE = "ctgan.json"
+_STATE_VERSION = 1
+#: Temperature of the Gumbel softmax on one-hot blocks during training (the paper's 0.2).
+_TAU = 0.2
+#: Dropout rate in the discriminator (the paper's 0.5).
+_DROPOUT = 0.5
+#: Weight of the WGAN gradient penalty.
+_GP_LAMBDA = 10.0
+#: Rows generated per forward pass when sampling (bounds memory for any n).
+_SAMPLE_CHUNK = 50_000
+#: Rows in the mode-collapse probe, its fixed seed, and what counts as collapse.
+_PROBE_ROWS = 2_000
+_PROBE_SEED = 20_190_701
+_FREQUENT_SHARE = 0.01
+_LOW_COVERAGE = 0.5
+#: Config fields that steer a run but not the model: they may differ when a fit is resumed.
+_RUN_FIELDS = frozenset(
+    {"epochs", "progress", "checkpoint_dir", "checkpoint_every", "device", "compile"}
+)
+
+_Width = Annotated[int, Field(ge=1)]
+
+
+class CTGANConfig(GeneratorConfig):
+    """Options of CTGAN; the defaults are the paper's (and SDV's)."""
+
+    epochs: int = Field(300, ge=1, description="Passes over the training rows.")
+    batch_size: int = Field(500, ge=1, description="Rows per step; a multiple of pac.")
+    embedding_dim: int = Field(128, ge=1, description="Size of the generator's noise input.")
+    generator_dim: tuple[_Width, ...] = Field(
+        (256, 256), min_length=1, description="Widths of the generator's residual blocks."
+    )
+    discriminator_dim: tuple[_Width, ...] = Field(
+        (256, 256), min_length=1, description="Widths of the discriminator's hidden layers."
+    )
+    generator_learning_rate: float = Field(2e-4, gt=0, description="Adam learning rate of G.")
+    generator_decay: float = Field(1e-6, ge=0, description="Adam weight decay of G.")
+    discriminator_learning_rate: float = Field(2e-4, gt=0, description="Adam learning rate of D.")
+    discriminator_decay: float = Field(1e-6, ge=0, description="Adam weight decay of D.")
+    discriminator_steps: int = Field(
+        1, ge=1, description="Discriminator updates per generator update (WGAN uses 5; CTGAN 1)."
+    )
+    pac: int = Field(10, ge=1, description="Rows packed into one discriminator input (PacGAN).")
+    log_frequency: bool = Field(
+        True,
+        description="Draw training conditions by log-frequency (rare categories more often) "
+        "rather than by frequency.",
+    )
+    numerical: Literal["mode", "quantile"] = Field(
+        "mode", description="Numerical encoding: mode-specific normalisation, or quantiles."
+    )
+    max_modes: int = Field(10, ge=1, description="Most modes per numerical column.")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (no effect on CPU).")
+    checkpoint_dir: str | None = Field(
+        None, description="Where to checkpoint training (needed for resume)."
+    )
+    checkpoint_every: int = Field(10, ge=1, description="Epochs between checkpoints.")
+    early_stopping_patience: int | None = Field(
+        None,
+        description="Unavailable for CTGAN: a GAN has no validation loss that tracks sample "
+        "quality. Must stay None; watch the coverage history in the fit report instead.",
+    )
+    progress: bool = Field(True, description="Show a progress bar.")
+    compile: bool = Field(False, description="torch.compile the nets.")
+
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        """Accept a pathlib.Path (stored as text so the config stays JSON)."""
+        return None if value is None else str(value)
+
+    @model_validator(mode="after")
+    def _check_consistent(self) -> CTGANConfig:
+        """batch_size must split into packs; early stopping has no signal to stop on."""
+        if self.batch_size % self.pac:
+            fixed = max(self.pac, self.batch_size - self.batch_size % self.pac)
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of pac ({self.pac}): the "
+                f"discriminator judges packs of {self.pac} rows. Use e.g. batch_size={fixed}."
+            )
+        if self.early_stopping_patience is not None:
+            raise ValueError(
+                "early_stopping_patience is unavailable for tabular/ctgan: a GAN has no "
+                "validation loss that tracks sample quality. Leave it None and read the "
+                "coverage history in fit_report_['training']['history'] instead."
+            )
+        return self
+
+
+# --- torch modules -------------------------------------------------------------------------------
+class _ResidualBlock(nn.Module):
+    """Linear + BatchNorm + ReLU, its output concatenated to its input."""
+
+    def __init__(self, width_in: int, width_out: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width_in, width_out)
+        self.bn = nn.BatchNorm1d(width_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(self.bn(self.fc(x))), x], dim=1)
+
+
+class CTGANGeneratorNet(nn.Module):
+    """Noise + conditional vector in, raw (not yet activated) encoded row out."""
+
+    def __init__(self, input_dim: int, generator_dim: tuple[int, ...], data_dim: int) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = input_dim
+        for hidden in generator_dim:
+            blocks.append(_ResidualBlock(width, hidden))
+            width += hidden
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Linear(width, data_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(x))
+
+
+class CTGANDiscriminatorNet(nn.Module):
+    """PacGAN critic: ``pac`` rows packed into one input, one score per pack.
+
+    Dropout is applied by hand so its masks can come from a seeded ``torch.Generator``.
+    """
+
+    def __init__(self, input_dim: int, discriminator_dim: tuple[int, ...], pac: int) -> None:
+        super().__init__()
+        self.pac = pac
+        self.packed_dim = input_dim * pac
+        widths = [self.packed_dim, *discriminator_dim]
+        self.hidden = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(widths, widths[1:], strict=False)
+        )
+        self.out = nn.Linear(widths[-1], 1)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        h = x.reshape(-1, self.packed_dim)
+        for layer in self.hidden:
+            h = F.leaky_relu(layer(h), 0.2)
+            if self.training:
+                keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
+                h = h * keep.to(h.dtype) / (1.0 - _DROPOUT)
+        return self.out(h)
+
+
+# --- conditional vectors -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _DiscreteLayout:
+    """Where each discrete column's slots sit in the conditional vector."""
+
+    columns: list[str]
+    cond_start: torch.Tensor  # (d,) long: block start in the conditional vector
+    widths: list[int]
+    cond_dim: int
+
+    @classmethod
+    def of(cls, encoder: NeuralTableEncoder, device: torch.device) -> _DiscreteLayout:
+        widths = [b.width for b in encoder.discrete]
+        cond_start = (
+            np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64) if widths else []
+        )
+        return cls(
+            columns=[b.column for b in encoder.discrete],
+            cond_start=torch.as_tensor(cond_start, dtype=torch.long, device=device),
+            widths=widths,
+            cond_dim=int(sum(widths)),
+        )
+
+
+def _slot_probabilities(counts: np.ndarray, widths: list[int], *, log: bool) -> np.ndarray:
+    """(d, max width) category probabilities per discrete column from row counts (zero padded).
+
+    ``log``: CTGAN's log-frequency, ``log(count + 1)``, which draws rare categories more often.
+    """
+    table = np.zeros((len(widths), max(widths, default=1)), dtype=np.float64)
+    start = 0
+    for j, w in enumerate(widths):
+        part = counts[start : start + w]
+        part = np.log1p(part) if log else part
+        table[j, :w] = part / max(part.sum(), 1e-300)
+        start += w
+    return table
+
+
+def _draw_conditions(
+    n: int, probs: torch.Tensor, layout: _DiscreteLayout, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(conditional vectors, chosen column, chosen cond slot): column uniform, category by probs."""
+    device = probs.device
+    cols = torch.randint(len(layout.widths), (n,), generator=generator, device=device)
+    cats = torch.multinomial(probs[cols], 1, generator=generator).squeeze(1)
+    slots = layout.cond_start[cols] + cats
+    return _one_hot(slots, layout.cond_dim), cols, slots
+
+
+def _one_hot(slots: torch.Tensor, width: int) -> torch.Tensor:
+    out = torch.zeros(slots.shape[0], width, device=slots.device)
+    out[torch.arange(slots.shape[0], device=slots.device), slots] = 1.0
+    return out
+
+
+# --- activations ---------------------------------------------------------------------------------
+def _gumbel_softmax(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Soft Gumbel-softmax sample (tau 0.2) with noise from ``generator``."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+    return torch.softmax((logits.float() + gumbel) / _TAU, dim=1)
+
+
+def _activate(
+    raw: torch.Tensor, encoder: NeuralTableEncoder, generator: torch.Generator | None
+) -> torch.Tensor:
+    """tanh on alpha blocks; Gumbel softmax (training) or softmax (sampling) on one-hot blocks."""
+    parts = []
+    for block in encoder.blocks:
+        x = raw[:, block.start : block.start + block.width].float()
+        if block.kind == "alpha":
+            parts.append(torch.tanh(x))
+        elif generator is not None:
+            parts.append(_gumbel_softmax(x, generator))
+        else:
+            parts.append(torch.softmax(x, dim=1))
+    return torch.cat(parts, dim=1)
+
+
+# --- the training task ---------------------------------------------------------------------------
+class _CTGANTask(TrainingTask):
+    """WGAN-GP with training by sampling; draws conditioned real rows from its own matrix copy."""
+
+    def __init__(
+        self,
+        config: CTGANConfig,
+        encoder: NeuralTableEncoder,
+        matrix: np.ndarray,
+        generator_net: CTGANGeneratorNet,
+        discriminator_net: CTGANDiscriminatorNet,
+        device: torch.device,
+    ) -> None:
+        self.config = config
+        self.encoder = encoder
+        self.g = generator_net
+        self.d = discriminator_net
+        self.device = device
+        self.data = torch.as_tensor(matrix, dtype=torch.float32, device=device)
+        self.layout = _DiscreteLayout.of(encoder, device)
+        counts = _slot_counts(matrix, encoder)
+        self.train_probs = torch.as_tensor(
+            _slot_probabilities(counts, self.layout.widths, log=config.log_frequency),
+            dtype=torch.float32,
+            device=device,
+        )
+        self.sample_probs = torch.as_tensor(
+            _slot_probabilities(counts, self.layout.widths, log=False),
+            dtype=torch.float32,
+            device=device,
+        )
+        self.rows_by_slot, self.slot_start, self.slot_count = _rows_by_slot(matrix, encoder, device)
+        self.coverage = _CoverageProbe(matrix, encoder)
+        self.opt_g = torch.optim.Adam(
+            self.g.parameters(),
+            lr=config.generator_learning_rate,
+            betas=(0.5, 0.9),
+            weight_decay=config.generator_decay,
+        )
+        self.opt_d = torch.optim.Adam(
+            self.d.parameters(),
+            lr=config.discriminator_learning_rate,
+            betas=(0.5, 0.9),
+            weight_decay=config.discriminator_decay,
+        )
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.g, "discriminator": self.d}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """``discriminator_steps`` critic updates, then one generator update.
+
+        ``loss_d`` is the critic's full objective (Wasserstein estimate plus gradient penalty);
+        ``loss_g`` the generator's (critic score plus the condition cross-entropy).
+        """
+        pac = self.config.pac
+        n = pac * max(batch.shape[0] // pac, 2 if pac == 1 else 1)  # BatchNorm needs 2+ rows
+        gen = ctx.generator
+        self.d.requires_grad_(True)
+        for _ in range(self.config.discriminator_steps):
+            with ctx.autocast():
+                with torch.no_grad():
+                    cond, _, slots = self._conditions(n, gen)
+                    fake = _activate(self.g(self._g_input(cond, gen)), self.encoder, gen)
+                    fake_in = torch.cat([fake, cond], dim=1)
+                    real_cond, real_slots = self._shuffled(cond, slots, gen)
+                    real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
+                score_fake = self.d(fake_in, gen).float()
+                score_real = self.d(real_in, gen).float()
+                penalty = self._gradient_penalty(real_in, fake_in, gen)
+                loss_d = score_fake.mean() - score_real.mean() + penalty
+            ctx.optimize(loss_d, self.opt_d)
+        self.d.requires_grad_(False)
+        with ctx.autocast():
+            cond, cols, slots = self._conditions(n, gen)
+            raw = self.g(self._g_input(cond, gen))
+            fake = _activate(raw, self.encoder, gen)
+            score = self.d(torch.cat([fake, cond], dim=1), gen).float()
+            loss_g = -score.mean() + self._condition_loss(raw, cols, slots)
+        ctx.optimize(loss_g, self.opt_g)
+        self.d.requires_grad_(True)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    def on_epoch_end(self, epoch: int, ctx: StepContext) -> dict[str, float | str]:
+        """Mode-collapse monitor: coverage of frequent categories and modes in a fixed probe."""
+        probe = torch.Generator(device=self.device).manual_seed(_PROBE_SEED)
+        was_training = self.g.training
+        self.g.eval()
+        try:
+            with torch.no_grad():
+                cond, _, _ = self._conditions(_PROBE_ROWS, probe, probs=self.sample_probs)
+                raw = self.g(self._g_input(cond, probe)).float()
+        finally:
+            self.g.train(was_training)
+        return self.coverage.measure(raw)
+
+    # --- pieces ---------------------------------------------------------------------------
+    def _conditions(
+        self, n: int, gen: torch.Generator, probs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if not self.layout.cond_dim:
+            return torch.zeros(n, 0, device=self.device), None, None
+        return _draw_conditions(n, self.train_probs if probs is None else probs, self.layout, gen)
+
+    def _g_input(self, cond: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        z = torch.randn(cond.shape[0], self.config.embedding_dim, generator=gen, device=self.device)
+        return torch.cat([z, cond], dim=1)
+
+    def _shuffled(
+        self, cond: torch.Tensor, slots: torch.Tensor | None, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same conditions in another order (CTGAN pairs real packs with permuted ones)."""
+        if slots is None:
+            return cond, None
+        perm = torch.randperm(cond.shape[0], generator=gen, device=self.device)
+        return cond[perm], slots[perm]
+
+    def _real_rows(self, slots: torch.Tensor | None, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Real encoded rows: one of each slot's rows at random, or any rows without slots."""
+        u = torch.rand(n, generator=gen, device=self.device)
+        if slots is None:
+            return self.data[(u * self.data.shape[0]).long().clamp_max(self.data.shape[0] - 1)]
+        count = self.slot_count[slots]
+        pick = self.slot_start[slots] + (u * count).long().clamp_max(count - 1)
+        return self.data[self.rows_by_slot[pick].long()]
+
+    def _gradient_penalty(
+        self, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
+        """WGAN-GP on packed interpolates: one mixing weight per pack."""
+        pac = self.config.pac
+        alpha = torch.rand(real.shape[0] // pac, 1, 1, generator=gen, device=self.device)
+        alpha = alpha.expand(-1, pac, real.shape[1]).reshape(-1, real.shape[1])
+        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        score = self.d(mixed, gen).float()
+        (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+        norm = grad.reshape(-1, pac * real.shape[1]).norm(2, dim=1)
+        return _GP_LAMBDA * ((norm - 1.0) ** 2).mean()
+
+    def _condition_loss(
+        self, raw: torch.Tensor, cols: torch.Tensor | None, slots: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Cross-entropy between the generated logits of the conditioned column and its category."""
+        if cols is None or slots is None:
+            return raw.new_zeros((), dtype=torch.float32)
+        total = raw.new_zeros(raw.shape[0], dtype=torch.float32)
+        for j, block in enumerate(self.encoder.discrete):
+            logits = raw[:, block.start : block.start + block.width].float()
+            target = (slots - self.layout.cond_start[j]).clamp(0, block.width - 1)
+            ce = F.cross_entropy(logits, target, reduction="none")
+            total = total + ce * (cols == j).float()
+        return total.mean()
+
+
+def _slot_counts(matrix: np.ndarray, encoder: NeuralTableEncoder) -> np.ndarray:
+    """Training rows of every discrete slot, in conditional-vector order."""
+    parts = [
+        matrix[:, b.start : b.start + b.width].sum(axis=0, dtype=np.float64)
+        for b in encoder.discrete
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _rows_by_slot(
+    matrix: np.ndarray, encoder: NeuralTableEncoder, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row indices grouped by conditional slot: (rows, start of each slot, count of each slot)."""
+    n = matrix.shape[0]
+    keys, offset = [], 0
+    for block in encoder.discrete:
+        keys.append(offset + matrix[:, block.start : block.start + block.width].argmax(axis=1))
+        offset += block.width
+    if not keys:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty.int(), empty, empty
+    key = np.concatenate(keys)
+    order = np.argsort(key, kind="stable")
+    rows = (order % n).astype(np.int32)
+    count = np.bincount(key, minlength=offset)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    as_long = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+    return torch.as_tensor(rows, device=device), as_long(start), as_long(count)
+
+
+class _CoverageProbe:
+    """Share of each column's frequent categories (and modes) that a generated probe covers."""
+
+    def __init__(self, matrix: np.ndarray, encoder: NeuralTableEncoder) -> None:
+        self.blocks = []
+        for block in encoder.blocks:
+            if block.role not in ("category", "mode"):
+                continue
+            part = matrix[:, block.start : block.start + block.width]
+            share = np.bincount(part.argmax(axis=1), minlength=block.width) / max(
+                matrix.shape[0], 1
+            )
+            frequent = share >= _FREQUENT_SHARE
+            if frequent.any():
+                self.blocks.append((block, frequent))
+
+    def measure(self, raw: torch.Tensor) -> dict[str, float | str]:
+        """Coverage means by role, and a warning naming the columns under half."""
+        shares: list[float] = []
+        for block, frequent in self.blocks:
+            picks = raw[:, block.start : block.start + block.width].argmax(dim=1)
+            seen = torch.bincount(picks, minlength=block.width).cpu().numpy() > 0
+            shares.append(float(seen[frequent].mean()))
+        out: dict[str, float | str] = {}
+        for role, key in (("category", "coverage_categories"), ("mode", "coverage_modes")):
+            vals = [s for (b, _), s in zip(self.blocks, shares, strict=True) if b.role == role]
+            if vals:
+                out[key] = round(float(np.mean(vals)), 4)
+        low = [
+            f"{b.column}{' (modes)' if b.role == 'mode' else ''} {s:.0%}"
+            for (b, _), s in zip(self.blocks, shares, strict=True)
+            if s < _LOW_COVERAGE
+        ]
+        if low:
+            out["warning"] = (
+                "possible mode collapse: a generated probe covers under half of the categories "
+                f"or modes with at least 1% training share in: {', '.join(low)}"
+            )
+        return out
+
+
+# --- the generator -------------------------------------------------------------------------------
+class CTGANGenerator(Generator):
+    """CTGAN: conditional WGAN-GP with PacGAN and training by sampling; can sample by category."""
+
+    name = "tabular/ctgan"
+    config_class = CTGANConfig
+    config: CTGANConfig
+    supports_resume = True
+    supports_conditions = True
+
+    # --- fit ---------------------------------------------------------------------------------
+    def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool) -> None:
+        cfg = self.config
+        encoder_seed = cfg.seed if cfg.seed is not None else int(self.data_fingerprint_[:15], 16)
+        encoder = NeuralTableEncoder(
+            numerical=cfg.numerical, max_modes=cfg.max_modes, seed=encoder_seed
+        )
+        encoder.fit(df, schema)
+        matrix = np.ascontiguousarray(
+            encoder.transform(df, rng=np.random.default_rng(encoder_seed)), dtype=np.float32
+        )
+        trainer = Trainer(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            amp=cfg.amp,
+            seed=cfg.seed,
+            checkpoint_dir=cfg.checkpoint_dir,
+            checkpoint_every=cfg.checkpoint_every,
+            progress=cfg.progress,
+            compile=cfg.compile,
+            description="tabular/ctgan",
+        )
+        device = trainer.device
+        cond_dim = sum(b.width for b in encoder.discrete)
+        with seeded(cfg.seed):
+            g = CTGANGeneratorNet(
+                cfg.embedding_dim + cond_dim, cfg.generator_dim, encoder.width
+            ).to(device)
+            d = CTGANDiscriminatorNet(encoder.width + cond_dim, cfg.discriminator_dim, cfg.pac).to(
+                device
+            )
+        task = _CTGANTask(cfg, encoder, matrix, g, d, device)
+        result = trainer.fit(task, matrix, resume=resume, fingerprint=self._run_fingerprint())
+        g.eval()
+        self.encoder_ = encoder
+        self.generator_net_ = g
+        self.device_ = device
+        self.cond_frequency_ = _slot_counts(matrix, encoder) / matrix.shape[0]
+        training = result.to_dict()
+        self.fit_report_["training"] = training
+        self.fit_report_["ctgan"] = {
+            "encoded_width": encoder.width,
+            "conditional_width": cond_dim,
+            "conditional_columns": [b.column for b in encoder.discrete],
+        }
+        last = result.history[-1] if result.history else {}
+        if "warning" in last:  # earlier epochs' warnings stay in the history
+            self.fit_report_["warnings"].append(f"tabular/ctgan, final epoch: {last['warning']}")
+
+    def _run_fingerprint(self) -> str:
+        """Hash of the model-shaping config and the data: a checkpoint resumes only on a match."""
+        config = self.config.model_dump(mode="json", exclude=set(_RUN_FIELDS))
+        text = json.dumps(config, sort_keys=True) + self.data_fingerprint_
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # --- sample ------------------------------------------------------------------------------
+    def _sample(
+        self, n: int, *, rng: np.random.Generator, conditions: Mapping[str, Any] | None
+    ) -> pl.DataFrame:
+        device = self.device_
+        gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
+        layout = _DiscreteLayout.of(self.encoder_, device)
+        fixed = self._condition_slot(conditions, layout)
+        probs = torch.as_tensor(
+            _slot_probabilities(self.cond_frequency_, layout.widths, log=False),
+            dtype=torch.float32,
+            device=device,
+        )
+        net = self.generator_net_.eval()
+        parts = []
+        with torch.no_grad():
+            for done in range(0, n, _SAMPLE_CHUNK):
+                m = min(_SAMPLE_CHUNK, n - done)
+                if not layout.cond_dim:
+                    cond = torch.zeros(m, 0, device=device)
+                elif fixed is not None:
+                    cond = _one_hot(
+                        torch.full((m,), fixed, dtype=torch.long, device=device), layout.cond_dim
+                    )
+                else:
+                    cond, _, _ = _draw_conditions(m, probs, layout, gen)
+                z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
+                out = _activate(net(torch.cat([z, cond], dim=1)), self.encoder_, None)
+                parts.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
+        if not parts:
+            empty = np.zeros((0, self.encoder_.width), dtype=np.float32)
+            return self.encoder_.inverse_transform(empty, rng=rng)
+        return pl.concat(parts, how="vertical")
+
+    def _condition_slot(
+        self, conditions: Mapping[str, Any] | None, layout: _DiscreteLayout
+    ) -> int | None:
+        """Conditional-vector slot of the first condition on a discrete column, if any."""
+        for column, value in (conditions or {}).items():
+            if column in layout.columns:
+                j = layout.columns.index(column)
+                return int(layout.cond_start[j]) + int(self.encoder_.slot_of(column, value))
+        return None
+
+    # --- state -------------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays, encoder_meta = self.encoder_.state()
+        tensors = module_state({"generator": self.generator_net_})
+        tensors.update({f"encoder.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
+        tensors["ctgan.cond_frequency"] = np.ascontiguousarray(
+            self.cond_frequency_, dtype=np.float64
+        )
+        net = self.generator_net_
+        meta = {
+            "version": _STATE_VERSION,
+            "embedding_dim": self.config.embedding_dim,
+            "generator_dim": list(self.config.generator_dim),
+            "input_dim": net.blocks[0].fc.in_features,
+            "data_dim": net.out.out_features,
+            "encoder": encoder_meta,
+        }
+        return tensors, {_STATE_FILE: meta}
+
+    def _restore(
+        self, tensors: dict[str, np.ndarray], files: dict[str, Any], *, trust_pickle: bool
+    ) -> None:
+        meta = files.get(_STATE_FILE)
+        if not isinstance(meta, dict) or meta.get("version") != _STATE_VERSION:
+            raise ArtifactError(
+                f"The model directory has no readable {_STATE_FILE} of version {_STATE_VERSION}.",
+                hint="It was written by another synthkit version or is incomplete; re-train it.",
+            )
+        prefix = "encoder."
+        arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        self.encoder_ = NeuralTableEncoder.from_state(arrays, meta["encoder"])
+        self.device_ = resolve_device(self.config.device)
+        net = CTGANGeneratorNet(meta["input_dim"], tuple(meta["generator_dim"]), meta["data_dim"])
+        weights = {k: v for k, v in tensors.items() if k.startswith("generator.")}
+        load_module_state({"generator": net}, weights)
+        self.generator_net_ = net.to(self.device_).eval()
+        self.cond_frequency_ = np.asarray(tensors["ctgan.cond_frequency"], dtype=np.float64)
