@@ -166,3 +166,17 @@ def test_impossible_conditions_give_up_with_a_clear_error(fitted, monkeypatch):
 def test_resume_is_refused_by_one_pass_generators(wage_small):
     with pytest.raises(ConfigError, match="resume"):
         sk.create("tabular/copula").fit(wage_small, resume=True)
+
+
+def test_an_interrupted_fit_leaves_the_generator_unfitted(wage_small, monkeypatch):
+    gen = sk.create("tabular/copula")
+
+    def killed(self, df, schema, *, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(gen), "_fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        gen.fit(wage_small)
+    assert not gen.is_fitted
+    with pytest.raises(NotFittedError):
+        gen.sample(3)

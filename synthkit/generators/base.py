@@ -119,7 +119,11 @@ class Generator(ABC):
         learned = schema.select([c.name for c in schema if c.kind in self.learned_kinds])
         self.condition_values_ = _condition_values(df, learned)
         started = time.perf_counter()
-        self._fit(df.select(learned.names), learned, resume=resume)
+        try:
+            self._fit(df.select(learned.names), learned, resume=resume)
+        except BaseException:
+            self._forget_fit()  # an interrupted or failed fit leaves an unfitted generator
+            raise
         self.fit_report_["fit_seconds"] = round(time.perf_counter() - started, 4)
         self.fit_report_["filled_columns"] = {c.name: c.kind.value for c in filled}
         return self
@@ -243,6 +247,10 @@ class Generator(ABC):
         """Set learned state from what ``_state`` returned."""
 
     # --- helpers -------------------------------------------------------------------------
+    def _forget_fit(self) -> None:
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
+
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet.")

@@ -10,8 +10,12 @@ import torch
 from synthkit.errors import ConfigError
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when present, else CPU; a named device that is absent is an error."""
+def resolve_device(device: str = "auto", *, fallback: bool = False) -> torch.device:
+    """``"auto"``: CUDA when present, else CPU; a named device that is absent is an error.
+
+    ``fallback=True`` (used when loading a saved model) turns an absent CUDA device into the
+    CPU with a warning, so a model trained on a GPU still samples on a laptop.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -19,6 +23,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"Unknown device '{device}'.", hint="Use 'auto', 'cpu' or 'cuda'.") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
+        if fallback:
+            import warnings
+
+            warnings.warn(f"Device '{device}' is not available here; using the CPU.", stacklevel=2)
+            return torch.device("cpu")
         raise ConfigError(
             f"Device '{device}' was asked for, but this machine has no CUDA GPU.",
             hint="Use device='auto' (CUDA when present, else CPU) or device='cpu'.",

@@ -4,6 +4,9 @@ A family writes its networks and its loss as a :class:`TrainingTask`; the Traine
 device choice, mixed precision on CUDA, whole-tensor batching (the data sits on the device, one
 permutation per epoch, no DataLoader), seeds, a rich progress line with live losses, early
 stopping on a validation signal, loss history, and checkpoints that a killed run resumes from.
+
+Checkpoints are written every ``checkpoint_every`` epochs (and at the end), atomically; a run
+that is killed, however abruptly, loses at most the epochs since its last checkpoint.
 """
 
 from __future__ import annotations
@@ -159,7 +162,21 @@ class Trainer:
     ) -> TrainResult:
         """Train ``task`` on ``data``; ``resume=True`` continues from the last checkpoint."""
         started = time.perf_counter()
-        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        ckpt = None
+        if resume and self.checkpoint_dir is not None:
+            ckpt = load_checkpoint(self.checkpoint_dir)
+            if ckpt is not None and ckpt.fingerprint != fingerprint:
+                raise ConfigError(
+                    f"The checkpoint in {self.checkpoint_dir} belongs to another run "
+                    "(different data or configuration).",
+                    hint="Resume with the same data and settings, or delete the checkpoint "
+                    "directory to start afresh.",
+                )
+        state = _RunState.from_meta(ckpt.meta) if ckpt is not None else _RunState()
+        if state.seed is None:  # a resumed run keeps its seed: the same validation split
+            state.seed = self.seed if self.seed is not None else int(
+                np.random.SeedSequence().generate_state(1)[0])
+        seed = state.seed
         matrix = torch.as_tensor(np.asarray(data, dtype=np.float32))
         if matrix.ndim != 2 or matrix.shape[0] == 0:
             raise ConfigError(f"Training data must be a non-empty 2-D matrix, got {tuple(matrix.shape)}.")
@@ -176,21 +193,10 @@ class Trainer:
             generator=torch.Generator(device=self.device).manual_seed(seed + 1),
             amp=self.amp,
         )
-        state = _RunState()
         resumed_from = None
-        if resume and self.checkpoint_dir is not None:
-            ckpt = load_checkpoint(self.checkpoint_dir)
-            if ckpt is not None:
-                if ckpt.fingerprint != fingerprint:
-                    raise ConfigError(
-                        f"The checkpoint in {self.checkpoint_dir} belongs to another run "
-                        "(different data or configuration).",
-                        hint="Resume with the same data and settings, or delete the checkpoint "
-                        "directory to start afresh.",
-                    )
-                ckpt.restore(modules, optimizers, task, order_gen, ctx.generator)
-                state = _RunState.from_meta(ckpt.meta)
-                resumed_from = state.epoch
+        if ckpt is not None:
+            ckpt.restore(modules, optimizers, task, order_gen, ctx.generator)
+            resumed_from = state.epoch
         ctx.step = state.step
         with self._progress() as bar:
             task_id = bar.add_task(self.description, total=self.epochs, completed=state.epoch, losses="")
@@ -339,6 +345,7 @@ class _RunState:
 
     epoch: int = 0
     step: int = 0
+    seed: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     best_loss: float | None = None

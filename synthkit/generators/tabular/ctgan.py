@@ -663,7 +663,7 @@ class CTGANGenerator(Generator):
         prefix = "encoder."
         arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         self.encoder_ = NeuralTableEncoder.from_state(arrays, meta["encoder"])
-        self.device_ = resolve_device(self.config.device)
+        self.device_ = resolve_device(self.config.device, fallback=True)
         net = CTGANGeneratorNet(meta["input_dim"], tuple(meta["generator_dim"]), meta["data_dim"])
         weights = {k: v for k, v in tensors.items() if k.startswith("generator.")}
         load_module_state({"generator": net}, weights)

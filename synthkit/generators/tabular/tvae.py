@@ -1,0 +1,442 @@
+"""TVAE: a variational autoencoder over mode-specific normalised rows (Xu et al., 2019).
+
+Rows are encoded by :class:`~synthkit.prepare.neural.NeuralTableEncoder`: every numerical or
+datetime column becomes a scalar in [-1, 1] (an "alpha" block) plus one-hot blocks (its mode,
+its null flag), every categorical or boolean column a one-hot block. An encoder network maps a
+row to the mean and log-variance of a latent code; a decoder network maps a code back to the
+row's width. The loss, as in the paper and SDV, is ``loss_factor`` times the reconstruction
+(a Gaussian likelihood with a learned standard deviation per alpha value on ``tanh`` of the
+output; cross-entropy per one-hot block) plus the KL divergence from the standard normal prior.
+
+Sampling decodes standard normal codes: ``tanh`` plus the learned noise for alpha values, a
+softmax per one-hot block (``inverse_transform`` takes its argmax). Training runs in the shared
+:class:`~synthkit.nn.Trainer` (device, AMP, checkpoints and resume, early stopping); only what
+sampling needs (the decoder, its sigmas and the table encoding) is saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import Field
+from torch import nn
+
+from synthkit.errors import ArtifactError, DataError
+from synthkit.generators.base import Generator, GeneratorConfig
+from synthkit.nn import (
+    StepContext,
+    Trainer,
+    TrainingTask,
+    load_module_state,
+    module_state,
+    resolve_device,
+    seeded,
+)
+from synthkit.prepare.neural import NeuralTableEncoder, OutputBlock
+from synthkit.schema import Schema
+
+_STATE_FILE = "tvae.json"
+_STATE_VERSION = 1
+_ENCODER_PREFIX = "encoder."
+_DECODER = "decoder"
+#: Rows decoded at once when sampling or validating: bounds memory for any n.
+_CHUNK_ROWS = 50_000
+#: Range the learned standard deviations are clamped to after every step (as in TVAE).
+_SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
+_SIGMA_INIT = 0.1
+#: Logit given to the padding of one-hot blocks gathered into a rectangle: never chosen.
+_PAD_LOGIT = -1e9
+#: Config fields that change how a run is carried out, not what it learns: a resumed run may
+#: change them (e.g. more epochs, another device) and keep its checkpoint.
+_RUN_ONLY_FIELDS = frozenset(
+    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile"}
+)
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class TVAEConfig(GeneratorConfig):
+    """Options of TVAE; the defaults are the paper's and SDV's."""
+
+    epochs: int = Field(300, ge=1, description="Passes over the training rows.")
+    batch_size: int = Field(500, ge=1, description="Rows per optimisation step.")
+    embedding_dim: int = Field(128, ge=1, description="Size of the latent code.")
+    compress_dims: tuple[PositiveInt, ...] = Field(
+        (128, 128), description="Hidden layer sizes of the encoder network."
+    )
+    decompress_dims: tuple[PositiveInt, ...] = Field(
+        (128, 128), description="Hidden layer sizes of the decoder network."
+    )
+    l2scale: float = Field(1e-5, ge=0.0, description="Adam weight decay.")
+    loss_factor: float = Field(
+        2.0, gt=0.0, description="Weight of the reconstruction loss against the KL term."
+    )
+    learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
+    numerical: Literal["mode", "quantile"] = Field(
+        "mode",
+        description="Numerical encoding: mode-specific normalisation (a Gaussian mixture per "
+        "column, as TVAE) or a quantile transform to [-1, 1].",
+    )
+    max_modes: int = Field(10, ge=1, description="Most mixture modes per numerical column.")
+    device: str = Field(
+        "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
+    )
+    amp: bool = Field(True, description="bf16 mixed precision on a GPU (no effect on a CPU).")
+    checkpoint_dir: str | None = Field(
+        None, description="Directory for training checkpoints; needed for fit(..., resume=True)."
+    )
+    checkpoint_every: int = Field(10, ge=1, description="Epochs between checkpoints.")
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after this many epochs without a better validation loss (needs "
+        "validation_fraction > 0); the best weights are kept.",
+    )
+    validation_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of rows held out to compute a validation loss."
+    )
+    progress: bool = Field(True, description="Show a progress line per epoch.")
+    compile: bool = Field(False, description="torch.compile the networks (PyTorch 2).")
+
+
+class TVAEEncoderNet(nn.Module):
+    """Encoded row -> mean and log-variance of its latent code (Linear+ReLU stack, two heads)."""
+
+    def __init__(self, data_dim: int, compress_dims: tuple[int, ...], embedding_dim: int) -> None:
+        super().__init__()
+        self.seq = _mlp(data_dim, compress_dims)
+        hidden = compress_dims[-1] if compress_dims else data_dim
+        self.mu = nn.Linear(hidden, embedding_dim)
+        self.logvar = nn.Linear(hidden, embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.seq(x)
+        return self.mu(h), self.logvar(h)
+
+
+class TVAEDecoderNet(nn.Module):
+    """Latent code -> raw outputs of the row's width; ``sigma`` is each alpha value's learned noise."""
+
+    def __init__(
+        self, embedding_dim: int, decompress_dims: tuple[int, ...], data_dim: int, n_alpha: int
+    ) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        hidden = decompress_dims[-1] if decompress_dims else embedding_dim
+        self.seq = nn.Sequential(*_mlp(embedding_dim, decompress_dims), nn.Linear(hidden, data_dim))
+        self.sigma = nn.Parameter(torch.full((n_alpha,), _SIGMA_INIT))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.seq(z)
+
+
+def _mlp(dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """Linear+ReLU layers of the given sizes (none: the identity)."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(dim, size), nn.ReLU()]
+        dim = size
+    return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the alpha values and one-hot blocks sit in an encoded row, as index tensors.
+
+    One-hot blocks are gathered into a (blocks, widest) rectangle, so the softmax and the
+    cross-entropy of every block run as one vectorised operation; ``mask`` marks real slots.
+    """
+
+    width: int
+    alpha: torch.Tensor  # (n_alpha,) positions of alpha values
+    index: torch.Tensor  # (n_blocks, widest) positions of one-hot slots, padding at 0
+    mask: torch.Tensor  # (n_blocks, widest) True where a slot is real
+    slots: torch.Tensor  # index[mask]: every one-hot position, block by block
+
+    @classmethod
+    def of(cls, blocks: list[OutputBlock], width: int, device: torch.device) -> _Layout:
+        alpha = [p for b in blocks if b.kind == "alpha" for p in range(b.start, b.start + b.width)]
+        softmax = [b for b in blocks if b.kind == "softmax"]
+        widest = max((b.width for b in softmax), default=0)
+        offsets = np.arange(widest)
+        starts = np.array([b.start for b in softmax], dtype=np.int64)[:, None]
+        widths = np.array([b.width for b in softmax], dtype=np.int64)[:, None]
+        mask = offsets[None, :] < widths
+        index = np.where(mask, starts + offsets[None, :], 0)
+        return cls(
+            width=width,
+            alpha=torch.as_tensor(alpha, dtype=torch.long, device=device),
+            index=torch.as_tensor(index, dtype=torch.long, device=device),
+            mask=torch.as_tensor(mask, dtype=torch.bool, device=device),
+            slots=torch.as_tensor(index[mask], dtype=torch.long, device=device),
+        )
+
+    @property
+    def n_alpha(self) -> int:
+        return int(self.alpha.numel())
+
+    def block_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw outputs of every one-hot block as (rows, blocks, widest), padding never chosen."""
+        return raw[:, self.index].masked_fill(~self.mask, _PAD_LOGIT)
+
+    def activate(self, raw: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Outputs as ``inverse_transform`` reads them: tanh + noise·sigma, softmax per block."""
+        out = torch.zeros_like(raw)
+        if self.n_alpha:
+            out[:, self.alpha] = torch.tanh(raw[:, self.alpha]) + noise * sigma
+        if self.slots.numel():
+            out[:, self.slots] = torch.softmax(self.block_logits(raw), dim=-1)[:, self.mask]
+        return out
+
+
+def tvae_losses(
+    raw: torch.Tensor,
+    target: torch.Tensor,
+    sigma: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    layout: _Layout,
+    loss_factor: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted reconstruction loss and KL divergence, both per row (TVAE's loss).
+
+    Alpha values: Gaussian negative log-likelihood of the target given ``tanh`` of the output
+    and the learned ``sigma``; one-hot blocks: cross-entropy against the one-hot target.
+    """
+    rows = target.shape[0]
+    total = raw.new_zeros(())
+    if layout.n_alpha:
+        diff = target[:, layout.alpha] - torch.tanh(raw[:, layout.alpha])
+        total = (
+            total + (diff.square() / (2.0 * sigma.square())).sum() + torch.log(sigma).sum() * rows
+        )
+    if layout.slots.numel():
+        log_probs = torch.log_softmax(layout.block_logits(raw), dim=-1)
+        total = total - (target[:, layout.index] * layout.mask * log_probs).sum()
+    kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp())
+    return total * loss_factor / rows, kl / rows
+
+
+class TVAETrainingTask(TrainingTask):
+    """TVAE's model and loss for the shared Trainer: one Adam over encoder and decoder."""
+
+    def __init__(
+        self,
+        encoder: TVAEEncoderNet,
+        decoder: TVAEDecoderNet,
+        layout: _Layout,
+        *,
+        learning_rate: float,
+        l2scale: float,
+        loss_factor: float,
+    ) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.layout = layout
+        self.loss_factor = loss_factor
+        params = list(encoder.parameters()) + list(decoder.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=learning_rate, weight_decay=l2scale)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, _DECODER: self.decoder}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
+
+    def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One step on a batch: reparameterised code, reconstruction + KL, sigma clamped."""
+        with ctx.autocast():
+            mu, logvar = self.encoder(batch)
+            eps = torch.randn(mu.shape, generator=ctx.generator, device=ctx.device)
+            raw = self.decoder(mu + eps * torch.exp(0.5 * logvar))
+        reconstruction, kl = self._losses(raw, batch, mu, logvar)
+        loss = reconstruction + kl
+        ctx.optimize(loss, self.optimizer)
+        with torch.no_grad():
+            self.decoder.sigma.clamp_(_SIGMA_MIN, _SIGMA_MAX)
+        return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
+
+    def validation_loss(self, data: torch.Tensor, ctx: StepContext) -> float | None:
+        """Mean loss on held-out rows, decoded at the posterior mean so epochs compare fairly."""
+        if data.shape[0] == 0:
+            return None
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, data.shape[0], _CHUNK_ROWS):
+                chunk = data[start : start + _CHUNK_ROWS]
+                with ctx.autocast():
+                    mu, logvar = self.encoder(chunk)
+                    raw = self.decoder(mu)
+                reconstruction, kl = self._losses(raw, chunk, mu, logvar)
+                total += float(reconstruction + kl) * chunk.shape[0]
+        return total / data.shape[0]
+
+    def _losses(
+        self, raw: torch.Tensor, batch: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss in float32, whatever precision the forward pass ran in."""
+        return tvae_losses(
+            raw.float(),
+            batch.float(),
+            self.decoder.sigma.float(),
+            mu.float(),
+            logvar.float(),
+            self.layout,
+            self.loss_factor,
+        )
+
+
+class TVAEGenerator(Generator):
+    """TVAE (Xu et al., 2019): a variational autoencoder for mixed-type tables."""
+
+    name = "tabular/tvae"
+    config_class = TVAEConfig
+    config: TVAEConfig
+    supports_resume: ClassVar[bool] = True
+    supports_conditions: ClassVar[bool] = False
+
+    # --- fit ---------------------------------------------------------------------------------
+    def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool = False) -> None:
+        """Encode the table, train both networks in the shared Trainer, keep what sampling needs."""
+        cfg = self.config
+        if df.width == 0:
+            raise DataError(
+                "TVAE has no column to learn: the table holds only ids, personal data or text.",
+                hint="Keep at least one numerical, categorical, boolean or datetime column, "
+                "or use tabular/copula, which fills such tables without training.",
+            )
+        # a fixed seed when none is given: the encoding is a function of the data, so a
+        # resumed run encodes exactly as the run that wrote the checkpoint
+        seed = 0 if cfg.seed is None else cfg.seed
+        encoder = NeuralTableEncoder(numerical=cfg.numerical, max_modes=cfg.max_modes, seed=seed)
+        encoder.fit(df, schema)
+        matrix = encoder.transform(df, rng=np.random.default_rng(seed))
+        trainer = Trainer(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            amp=cfg.amp,
+            seed=cfg.seed,
+            checkpoint_dir=cfg.checkpoint_dir,
+            checkpoint_every=cfg.checkpoint_every,
+            early_stopping_patience=cfg.early_stopping_patience,
+            validation_fraction=cfg.validation_fraction,
+            progress=cfg.progress,
+            compile=cfg.compile,
+            description="TVAE",
+        )
+        layout = _Layout.of(encoder.blocks, encoder.width, trainer.device)
+        with seeded(cfg.seed):
+            enc_net = TVAEEncoderNet(encoder.width, cfg.compress_dims, cfg.embedding_dim)
+            dec_net = TVAEDecoderNet(
+                cfg.embedding_dim, cfg.decompress_dims, encoder.width, layout.n_alpha
+            )
+        task = TVAETrainingTask(
+            enc_net.to(trainer.device),
+            dec_net.to(trainer.device),
+            layout,
+            learning_rate=cfg.learning_rate,
+            l2scale=cfg.l2scale,
+            loss_factor=cfg.loss_factor,
+        )
+        result = trainer.fit(
+            task, matrix, resume=resume, fingerprint=self._run_fingerprint(encoder)
+        )
+        self.encoder_ = encoder
+        self.decoder_ = dec_net.eval()
+        self.layout_ = layout
+        self.device_ = trainer.device
+        self.fit_report_["training"] = result.to_dict()
+        self.fit_report_.setdefault("warnings", []).extend(result.warnings)
+        self.fit_report_["tvae"] = {
+            "data_width": encoder.width,
+            "parameters": sum(p.numel() for p in (*enc_net.parameters(), *dec_net.parameters())),
+        }
+
+    def _run_fingerprint(self, encoder: NeuralTableEncoder) -> str:
+        """What a checkpoint must match to be resumed: config, training data and encoding."""
+        config = self.config.model_dump(mode="json", exclude=set(_RUN_ONLY_FIELDS))
+        arrays, meta = encoder.state()
+        h = hashlib.sha256()
+        h.update(json.dumps(config, sort_keys=True).encode())
+        h.update(self.data_fingerprint_.encode())
+        h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+        for key in sorted(arrays):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(arrays[key]).tobytes())
+        return "sha256:" + h.hexdigest()
+
+    # --- sample ------------------------------------------------------------------------------
+    def _sample(
+        self, n: int, *, rng: np.random.Generator, conditions: Mapping[str, Any] | None
+    ) -> pl.DataFrame:
+        """Decode standard normal codes, in chunks; conditions are left to the base's filter."""
+        device = self.device_
+        gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
+        sigma = self.decoder_.sigma.detach()
+        dim = self.decoder_.embedding_dim
+        frames = []
+        with torch.no_grad():
+            for start in range(0, n, _CHUNK_ROWS):
+                m = min(_CHUNK_ROWS, n - start)
+                z = torch.randn((m, dim), generator=gen, device=device)
+                noise = torch.randn((m, self.layout_.n_alpha), generator=gen, device=device)
+                out = self.layout_.activate(self.decoder_(z), noise, sigma)
+                frames.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
+        return pl.concat(frames, how="vertical")
+
+    # --- state -------------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Decoder weights and sigmas, the table encoding's arrays ("encoder."), tvae.json."""
+        tensors = module_state({_DECODER: self.decoder_})
+        enc_arrays, enc_meta = self.encoder_.state()
+        tensors.update(
+            {_ENCODER_PREFIX + k: np.ascontiguousarray(v) for k, v in enc_arrays.items()}
+        )
+        cfg = self.config
+        state = {
+            "version": _STATE_VERSION,
+            "data_width": self.encoder_.width,
+            "embedding_dim": cfg.embedding_dim,
+            "decompress_dims": list(cfg.decompress_dims),
+            "n_alpha": self.layout_.n_alpha,
+            "encoder": enc_meta,
+        }
+        return tensors, {_STATE_FILE: state}
+
+    def _restore(
+        self, tensors: dict[str, np.ndarray], files: dict[str, Any], *, trust_pickle: bool
+    ) -> None:
+        """Rebuild the table encoding and the decoder (on ``config.device``) from ``_state``."""
+        state = files.get(_STATE_FILE)
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise ArtifactError(
+                f"The model directory has no readable {_STATE_FILE} (version {_STATE_VERSION}).",
+                hint="Re-save the model with this version of synthkit, or re-train it.",
+            )
+        encoder_arrays = {
+            k[len(_ENCODER_PREFIX) :]: v
+            for k, v in tensors.items()
+            if k.startswith(_ENCODER_PREFIX)
+        }
+        self.encoder_ = NeuralTableEncoder.from_state(encoder_arrays, state["encoder"])
+        self.device_ = resolve_device(self.config.device, fallback=True)
+        decoder = TVAEDecoderNet(
+            int(state["embedding_dim"]),
+            tuple(int(d) for d in state["decompress_dims"]),
+            int(state["data_width"]),
+            int(state["n_alpha"]),
+        )
+        load_module_state(
+            {_DECODER: decoder},
+            {k: v for k, v in tensors.items() if k.startswith(_DECODER + ".")},
+        )
+        self.decoder_ = decoder.to(self.device_).eval()
+        self.layout_ = _Layout.of(self.encoder_.blocks, self.encoder_.width, self.device_)
