@@ -107,7 +107,7 @@ class ColumnEncoder(ABC):
         if not self.uses_null_indicator:
             return series
         missing = self.nulls.missing(arr[:, own:]) | np.isnan(arr[:, :own]).any(axis=1)
-        return _set_null(series, missing)
+        return set_null(series, missing)
 
     @property
     def width(self) -> int:
@@ -268,7 +268,7 @@ class CategoricalEncoder(ColumnEncoder):
         return cls(column, mode=meta.get("mode", "onehot"))
 
     def _fit(self, series: pl.Series) -> None:
-        s = _plain(series)
+        s = plain_strings(series)
         self.has_null_ = bool(s.null_count())
         counts = s.drop_nulls().value_counts(sort=False, name="__count__")
         counts = counts.sort(["__count__", s.name], descending=[True, False], nulls_last=True)
@@ -282,7 +282,7 @@ class CategoricalEncoder(ColumnEncoder):
         """Integer code per value: its category's position, or the last slot."""
         self._check_fitted()
         k = len(self.categories_)
-        s = _plain(series).cast(self.dtype_, strict=False)
+        s = plain_strings(series).cast(self.dtype_, strict=False)
         mapped = s.replace_strict(
             self.categories_, pl.Series(np.arange(k, dtype=np.int64)), default=k, return_dtype=pl.Int64
         )
@@ -304,7 +304,7 @@ class CategoricalEncoder(ColumnEncoder):
         else:
             codes = np.nan_to_num(array[:, : last + 1], nan=-np.inf).argmax(axis=1)
         values = pl.concat([self.categories_, pl.Series("c", [None], dtype=self.dtype_)])
-        return _cast(values.gather(codes), self.column)
+        return cast_to_column(values.gather(codes), self.column)
 
     def _width(self) -> int:
         return 1 if self.mode == "index" else len(self.categories_) + 1
@@ -344,7 +344,7 @@ class BooleanEncoder(ColumnEncoder):
         return np.where(np.isnan(x), float(self.share_true_ > 0.5), x)[:, None]
 
     def _inverse(self, array: np.ndarray) -> pl.Series:
-        return _cast(pl.Series("b", array[:, 0] > 0.5), self.column)
+        return cast_to_column(pl.Series("b", array[:, 0] > 0.5), self.column)
 
     def _width(self) -> int:
         return 1
@@ -535,13 +535,15 @@ def _nulls(series: pl.Series) -> np.ndarray:
     return mask.to_numpy()
 
 
-def _plain(series: pl.Series) -> pl.Series:
+def plain_strings(series: pl.Series) -> pl.Series:
+    """Categorical and Enum series as plain strings; others unchanged."""
     if isinstance(series.dtype, (pl.Categorical, pl.Enum)):
         return series.cast(pl.String)
     return series
 
 
-def _set_null(series: pl.Series, missing: np.ndarray) -> pl.Series:
+def set_null(series: pl.Series, missing: np.ndarray) -> pl.Series:
+    """``series`` with nulls where ``missing`` is True."""
     if not missing.any():
         return series
     return series.to_frame().select(
@@ -563,10 +565,11 @@ def restore_numeric(column: Column, x: np.ndarray) -> pl.Series:
     series = pl.Series(column.name, x, nan_to_null=True)
     if dtype.is_integer() or dtype.is_temporal():
         series = series.round(0).cast(pl.Int64, strict=False)
-    return _cast(series, column)
+    return cast_to_column(series, column)
 
 
-def _cast(series: pl.Series, column: Column) -> pl.Series:
+def cast_to_column(series: pl.Series, column: Column) -> pl.Series:
+    """``series`` as ``column``'s dtype and name (values that do not convert become null)."""
     dtype = column.polars_dtype
     if series.dtype == dtype:
         return series.alias(column.name)

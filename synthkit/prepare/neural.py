@@ -23,11 +23,11 @@ import polars as pl
 
 from synthkit.errors import ConfigError, EmptyDataError, NotFittedError, SchemaError
 from synthkit.prepare.encoders import (
-    _cast,
-    _plain,
-    _set_null,
+    cast_to_column,
     from_seconds,
+    plain_strings,
     restore_numeric,
+    set_null,
     to_seconds,
     values_from_json,
     values_to_json,
@@ -162,7 +162,7 @@ class _ContinuousPart:
             if self.resolution is not None:
                 rounded = _stamps(x, self.column).dt.round(self.resolution)
                 x = rounded.to_physical().to_numpy().astype(np.float64) * 1e-6
-            return _set_null(from_seconds(x, self.column).alias(self.column.name), missing)
+            return set_null(from_seconds(x, self.column).alias(self.column.name), missing)
         return restore_numeric(self.column, np.where(missing, np.nan, x))
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -193,7 +193,7 @@ class _DiscretePart:
         self.max_categories = max_categories
 
     def fit(self, series: pl.Series) -> None:
-        s = _plain(series)
+        s = plain_strings(series)
         self.dtype: pl.DataType = s.dtype if s.dtype != pl.Null else pl.String()
         counts = (
             s.drop_nulls()
@@ -243,7 +243,7 @@ class _DiscretePart:
 
     def codes(self, series: pl.Series) -> np.ndarray:
         """Slot of each value; rare values share OTHER, unseen go to OTHER, null or the top slot."""
-        s = _plain(series).cast(self.dtype, strict=False)
+        s = plain_strings(series).cast(self.dtype, strict=False)
         lookup = pl.concat([self.kept, self.rare])
         slots = np.arange(len(self.kept), dtype=np.int64)
         if self.other_slot is not None:
@@ -264,7 +264,7 @@ class _DiscretePart:
     def inverse(self, block: np.ndarray, rng: np.random.Generator) -> pl.Series:
         n, k = block.shape[0], len(self.kept)
         if not self.width:
-            return _cast(pl.Series(self.column.name, [None] * n, dtype=self.dtype), self.column)
+            return cast_to_column(pl.Series(self.column.name, [None] * n, dtype=self.dtype), self.column)
         slot = _argmax(block)
         index = np.where(slot < k, slot, k + len(self.rare))  # null slot -> the trailing None
         if self.other_slot is not None:
@@ -272,7 +272,7 @@ class _DiscretePart:
             p = self.rare_counts / self.rare_counts.sum()
             index[other] = k + rng.choice(len(self.rare), size=int(other.sum()), p=p)
         lookup = pl.concat([self.kept, self.rare, pl.Series("value", [None], dtype=self.dtype)])
-        return _cast(lookup.gather(index).alias(self.column.name), self.column)
+        return cast_to_column(lookup.gather(index).alias(self.column.name), self.column)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {"kept_counts": self.kept_counts.copy(), "rare_counts": self.rare_counts.copy()}
