@@ -41,24 +41,22 @@ does: a column uniformly, then a category by its training frequency.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import polars as pl
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
 from synthkit.errors import ArtifactError
-from synthkit.generators.base import Generator, GeneratorConfig
+from synthkit.generators.base import Generator
+from synthkit.generators.neural import NeuralConfig, encode_table, make_trainer, run_fingerprint
 from synthkit.nn import (
     StepContext,
-    Trainer,
     TrainingTask,
     load_module_state,
     module_state,
@@ -83,18 +81,13 @@ _PROBE_ROWS = 2_000
 _PROBE_SEED = 20_190_701
 _FREQUENT_SHARE = 0.01
 _LOW_COVERAGE = 0.5
-#: Config fields that steer a run but not the model: they may differ when a fit is resumed.
-_RUN_FIELDS = frozenset(
-    {"epochs", "progress", "checkpoint_dir", "checkpoint_every", "device", "compile"}
-)
 
 _Width = Annotated[int, Field(ge=1)]
 
 
-class CTGANConfig(GeneratorConfig):
+class CTGANConfig(NeuralConfig):
     """Options of CTGAN; the defaults are the paper's (and SDV's)."""
 
-    epochs: int = Field(300, ge=1, description="Passes over the training rows.")
     batch_size: int = Field(500, ge=1, description="Rows per step; a multiple of pac.")
     embedding_dim: int = Field(128, ge=1, description="Size of the generator's noise input.")
     generator_dim: tuple[_Width, ...] = Field(
@@ -116,29 +109,11 @@ class CTGANConfig(GeneratorConfig):
         description="Draw training conditions by log-frequency (rare categories more often) "
         "rather than by frequency.",
     )
-    numerical: Literal["mode", "quantile"] = Field(
-        "mode", description="Numerical encoding: mode-specific normalisation, or quantiles."
-    )
-    max_modes: int = Field(10, ge=1, description="Most modes per numerical column.")
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA (no effect on CPU).")
-    checkpoint_dir: str | None = Field(
-        None, description="Where to checkpoint training (needed for resume)."
-    )
-    checkpoint_every: int = Field(10, ge=1, description="Epochs between checkpoints.")
     early_stopping_patience: int | None = Field(
         None,
         description="Unavailable for CTGAN: a GAN has no validation loss that tracks sample "
         "quality. Must stay None; watch the coverage history in the fit report instead.",
     )
-    progress: bool = Field(True, description="Show a progress bar.")
-    compile: bool = Field(False, description="torch.compile the nets.")
-
-    @field_validator("checkpoint_dir", mode="before")
-    @classmethod
-    def _path_to_str(cls, value: Any) -> Any:
-        """Accept a pathlib.Path (stored as text so the config stays JSON)."""
-        return None if value is None else str(value)
 
     @model_validator(mode="after")
     def _check_consistent(self) -> CTGANConfig:
@@ -535,26 +510,8 @@ class CTGANGenerator(Generator):
     # --- fit ---------------------------------------------------------------------------------
     def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool) -> None:
         cfg = self.config
-        encoder_seed = cfg.seed if cfg.seed is not None else int(self.data_fingerprint_[:15], 16)
-        encoder = NeuralTableEncoder(
-            numerical=cfg.numerical, max_modes=cfg.max_modes, seed=encoder_seed
-        )
-        encoder.fit(df, schema)
-        matrix = np.ascontiguousarray(
-            encoder.transform(df, rng=np.random.default_rng(encoder_seed)), dtype=np.float32
-        )
-        trainer = Trainer(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            device=cfg.device,
-            amp=cfg.amp,
-            seed=cfg.seed,
-            checkpoint_dir=cfg.checkpoint_dir,
-            checkpoint_every=cfg.checkpoint_every,
-            progress=cfg.progress,
-            compile=cfg.compile,
-            description="tabular/ctgan",
-        )
+        encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
+        trainer = make_trainer(cfg, "tabular/ctgan")
         device = trainer.device
         cond_dim = sum(b.width for b in encoder.discrete)
         with seeded(cfg.seed):
@@ -565,7 +522,10 @@ class CTGANGenerator(Generator):
                 device
             )
         task = _CTGANTask(cfg, encoder, matrix, g, d, device)
-        result = trainer.fit(task, matrix, resume=resume, fingerprint=self._run_fingerprint())
+        result = trainer.fit(
+            task, matrix, resume=resume,
+            fingerprint=run_fingerprint(cfg, self.data_fingerprint_, encoder),
+        )
         g.eval()
         self.encoder_ = encoder
         self.generator_net_ = g
@@ -581,12 +541,6 @@ class CTGANGenerator(Generator):
         last = result.history[-1] if result.history else {}
         if "warning" in last:  # earlier epochs' warnings stay in the history
             self.fit_report_["warnings"].append(f"tabular/ctgan, final epoch: {last['warning']}")
-
-    def _run_fingerprint(self) -> str:
-        """Hash of the model-shaping config and the data: a checkpoint resumes only on a match."""
-        config = self.config.model_dump(mode="json", exclude=set(_RUN_FIELDS))
-        text = json.dumps(config, sort_keys=True) + self.data_fingerprint_
-        return hashlib.sha256(text.encode()).hexdigest()
 
     # --- sample ------------------------------------------------------------------------------
     def _sample(

@@ -16,11 +16,9 @@ sampling needs (the decoder, its sigmas and the table encoding) is saved.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -29,10 +27,10 @@ from pydantic import Field
 from torch import nn
 
 from synthkit.errors import ArtifactError, DataError
-from synthkit.generators.base import Generator, GeneratorConfig
+from synthkit.generators.base import Generator
+from synthkit.generators.neural import NeuralConfig, encode_table, make_trainer, run_fingerprint
 from synthkit.nn import (
     StepContext,
-    Trainer,
     TrainingTask,
     load_module_state,
     module_state,
@@ -53,20 +51,13 @@ _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
 #: Logit given to the padding of one-hot blocks gathered into a rectangle: never chosen.
 _PAD_LOGIT = -1e9
-#: Config fields that change how a run is carried out, not what it learns: a resumed run may
-#: change them (e.g. more epochs, another device) and keep its checkpoint.
-_RUN_ONLY_FIELDS = frozenset(
-    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile"}
-)
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
-class TVAEConfig(GeneratorConfig):
+class TVAEConfig(NeuralConfig):
     """Options of TVAE; the defaults are the paper's and SDV's."""
 
-    epochs: int = Field(300, ge=1, description="Passes over the training rows.")
-    batch_size: int = Field(500, ge=1, description="Rows per optimisation step.")
     embedding_dim: int = Field(128, ge=1, description="Size of the latent code.")
     compress_dims: tuple[PositiveInt, ...] = Field(
         (128, 128), description="Hidden layer sizes of the encoder network."
@@ -79,31 +70,6 @@ class TVAEConfig(GeneratorConfig):
         2.0, gt=0.0, description="Weight of the reconstruction loss against the KL term."
     )
     learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
-    numerical: Literal["mode", "quantile"] = Field(
-        "mode",
-        description="Numerical encoding: mode-specific normalisation (a Gaussian mixture per "
-        "column, as TVAE) or a quantile transform to [-1, 1].",
-    )
-    max_modes: int = Field(10, ge=1, description="Most mixture modes per numerical column.")
-    device: str = Field(
-        "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
-    )
-    amp: bool = Field(True, description="bf16 mixed precision on a GPU (no effect on a CPU).")
-    checkpoint_dir: str | None = Field(
-        None, description="Directory for training checkpoints; needed for fit(..., resume=True)."
-    )
-    checkpoint_every: int = Field(10, ge=1, description="Epochs between checkpoints.")
-    early_stopping_patience: int | None = Field(
-        None,
-        ge=1,
-        description="Stop after this many epochs without a better validation loss (needs "
-        "validation_fraction > 0); the best weights are kept.",
-    )
-    validation_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Share of rows held out to compute a validation loss."
-    )
-    progress: bool = Field(True, description="Show a progress line per epoch.")
-    compile: bool = Field(False, description="torch.compile the networks (PyTorch 2).")
 
 
 class TVAEEncoderNet(nn.Module):
@@ -312,26 +278,8 @@ class TVAEGenerator(Generator):
                 hint="Keep at least one numerical, categorical, boolean or datetime column, "
                 "or use tabular/copula, which fills such tables without training.",
             )
-        # a fixed seed when none is given: the encoding is a function of the data, so a
-        # resumed run encodes exactly as the run that wrote the checkpoint
-        seed = 0 if cfg.seed is None else cfg.seed
-        encoder = NeuralTableEncoder(numerical=cfg.numerical, max_modes=cfg.max_modes, seed=seed)
-        encoder.fit(df, schema)
-        matrix = encoder.transform(df, rng=np.random.default_rng(seed))
-        trainer = Trainer(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            device=cfg.device,
-            amp=cfg.amp,
-            seed=cfg.seed,
-            checkpoint_dir=cfg.checkpoint_dir,
-            checkpoint_every=cfg.checkpoint_every,
-            early_stopping_patience=cfg.early_stopping_patience,
-            validation_fraction=cfg.validation_fraction,
-            progress=cfg.progress,
-            compile=cfg.compile,
-            description="TVAE",
-        )
+        encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
+        trainer = make_trainer(cfg, "tabular/tvae")
         layout = _Layout.of(encoder.blocks, encoder.width, trainer.device)
         with seeded(cfg.seed):
             enc_net = TVAEEncoderNet(encoder.width, cfg.compress_dims, cfg.embedding_dim)
@@ -347,7 +295,8 @@ class TVAEGenerator(Generator):
             loss_factor=cfg.loss_factor,
         )
         result = trainer.fit(
-            task, matrix, resume=resume, fingerprint=self._run_fingerprint(encoder)
+            task, matrix, resume=resume,
+            fingerprint=run_fingerprint(cfg, self.data_fingerprint_, encoder),
         )
         self.encoder_ = encoder
         self.decoder_ = dec_net.eval()
@@ -359,19 +308,6 @@ class TVAEGenerator(Generator):
             "data_width": encoder.width,
             "parameters": sum(p.numel() for p in (*enc_net.parameters(), *dec_net.parameters())),
         }
-
-    def _run_fingerprint(self, encoder: NeuralTableEncoder) -> str:
-        """What a checkpoint must match to be resumed: config, training data and encoding."""
-        config = self.config.model_dump(mode="json", exclude=set(_RUN_ONLY_FIELDS))
-        arrays, meta = encoder.state()
-        h = hashlib.sha256()
-        h.update(json.dumps(config, sort_keys=True).encode())
-        h.update(self.data_fingerprint_.encode())
-        h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-        for key in sorted(arrays):
-            h.update(key.encode())
-            h.update(np.ascontiguousarray(arrays[key]).tobytes())
-        return "sha256:" + h.hexdigest()
 
     # --- sample ------------------------------------------------------------------------------
     def _sample(
