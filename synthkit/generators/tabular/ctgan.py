@@ -256,7 +256,12 @@ def _gumbel_softmax(logits: torch.Tensor, generator: torch.Generator) -> torch.T
 def _activate(
     raw: torch.Tensor, encoder: NeuralTableEncoder, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """tanh on alpha blocks; Gumbel softmax (training) or softmax (sampling) on one-hot blocks."""
+    """tanh on alpha blocks; Gumbel softmax on one-hot blocks (softmax when no generator).
+
+    With Gumbel noise the argmax that decoding takes is a draw from the block's categorical
+    distribution (the Gumbel-max trick), which sampling needs: a plain argmax would always
+    pick each block's most likely slot and flatten the categories' frequencies.
+    """
     parts = []
     for block in encoder.blocks:
         x = raw[:, block.start : block.start + block.width].float()
@@ -363,10 +368,10 @@ class _CTGANTask(TrainingTask):
         try:
             with torch.no_grad():
                 cond, _, _ = self._conditions(_PROBE_ROWS, probe, probs=self.sample_probs)
-                raw = self.g(self._g_input(cond, probe)).float()
+                drawn = _activate(self.g(self._g_input(cond, probe)).float(), self.encoder, probe)
         finally:
             self.g.train(was_training)
-        return self.coverage.measure(raw)
+        return self.coverage.measure(drawn)
 
     # --- pieces ---------------------------------------------------------------------------
     def _conditions(
@@ -569,7 +574,7 @@ class CTGANGenerator(Generator):
                 else:
                     cond, _, _ = _draw_conditions(m, probs, layout, gen)
                 z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
-                out = _activate(net(torch.cat([z, cond], dim=1)), self.encoder_, None)
+                out = _activate(net(torch.cat([z, cond], dim=1)), self.encoder_, gen)
                 parts.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)
