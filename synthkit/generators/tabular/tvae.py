@@ -49,8 +49,6 @@ _CHUNK_ROWS = 50_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
-#: Logit given to the padding of one-hot blocks gathered into a rectangle: never chosen.
-_PAD_LOGIT = -1e9
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -114,51 +112,53 @@ def _mlp(dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where the alpha values and one-hot blocks sit in an encoded row, as index tensors.
+    """Where the alpha values and one-hot slots sit in an encoded row, as index tensors.
 
-    One-hot blocks are gathered into a (blocks, widest) rectangle, so the softmax and the
-    cross-entropy of every block run as one vectorised operation; ``mask`` marks real slots.
+    Per-block softmax statistics are computed with scatter operations over the slots, so
+    memory stays rows × width however wide the widest block is (a 1,000-category column does
+    not turn every other block into 1,000 columns).
     """
 
     width: int
     alpha: torch.Tensor  # (n_alpha,) positions of alpha values
-    index: torch.Tensor  # (n_blocks, widest) positions of one-hot slots, padding at 0
-    mask: torch.Tensor  # (n_blocks, widest) True where a slot is real
-    slots: torch.Tensor  # index[mask]: every one-hot position, block by block
+    slots: torch.Tensor  # (n_slots,) every one-hot position, block by block
+    block_of: torch.Tensor  # (n_slots,) which block each slot belongs to
+    n_blocks: int
 
     @classmethod
     def of(cls, blocks: list[OutputBlock], width: int, device: torch.device) -> _Layout:
         alpha = [p for b in blocks if b.kind == "alpha" for p in range(b.start, b.start + b.width)]
         softmax = [b for b in blocks if b.kind == "softmax"]
-        widest = max((b.width for b in softmax), default=0)
-        offsets = np.arange(widest)
-        starts = np.array([b.start for b in softmax], dtype=np.int64)[:, None]
-        widths = np.array([b.width for b in softmax], dtype=np.int64)[:, None]
-        mask = offsets[None, :] < widths
-        index = np.where(mask, starts + offsets[None, :], 0)
+        slots = [p for b in softmax for p in range(b.start, b.start + b.width)]
+        block_of = [i for i, b in enumerate(softmax) for _ in range(b.width)]
         return cls(
             width=width,
             alpha=torch.as_tensor(alpha, dtype=torch.long, device=device),
-            index=torch.as_tensor(index, dtype=torch.long, device=device),
-            mask=torch.as_tensor(mask, dtype=torch.bool, device=device),
-            slots=torch.as_tensor(index[mask], dtype=torch.long, device=device),
+            slots=torch.as_tensor(slots, dtype=torch.long, device=device),
+            block_of=torch.as_tensor(block_of, dtype=torch.long, device=device),
+            n_blocks=len(softmax),
         )
 
     @property
     def n_alpha(self) -> int:
         return int(self.alpha.numel())
 
-    def block_logits(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw outputs of every one-hot block as (rows, blocks, widest), padding never chosen."""
-        return raw[:, self.index].masked_fill(~self.mask, _PAD_LOGIT)
+    def block_logsumexp(self, logits: torch.Tensor) -> torch.Tensor:
+        """log-sum-exp of each block's slot logits: (rows, n_blocks)."""
+        rows = logits.shape[0]
+        index = self.block_of.expand(rows, -1)
+        peak = torch.full((rows, self.n_blocks), -torch.inf, dtype=logits.dtype, device=logits.device)
+        peak = peak.scatter_reduce(1, index, logits.detach(), reduce="amax").detach()
+        shifted = torch.exp(logits - peak.gather(1, index))
+        sums = torch.zeros_like(peak).scatter_add(1, index, shifted)
+        return peak + torch.log(sums)
 
     def activate(self, raw: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Outputs as ``inverse_transform`` reads them: tanh + noise·sigma, softmax per block."""
-        out = torch.zeros_like(raw)
+        """Outputs as ``inverse_transform`` reads them: tanh + noise·sigma for alpha values;
+        one-hot blocks keep their logits (decoding takes each block's argmax)."""
+        out = raw.clone()
         if self.n_alpha:
             out[:, self.alpha] = torch.tanh(raw[:, self.alpha]) + noise * sigma
-        if self.slots.numel():
-            out[:, self.slots] = torch.softmax(self.block_logits(raw), dim=-1)[:, self.mask]
         return out
 
 
@@ -184,8 +184,9 @@ def tvae_losses(
             total + (diff.square() / (2.0 * sigma.square())).sum() + torch.log(sigma).sum() * rows
         )
     if layout.slots.numel():
-        log_probs = torch.log_softmax(layout.block_logits(raw), dim=-1)
-        total = total - (target[:, layout.index] * layout.mask * log_probs).sum()
+        logits = raw[:, layout.slots]
+        # cross-entropy per block = logsumexp(block) - logit of the target slot (targets are one-hot)
+        total = total + layout.block_logsumexp(logits).sum() - (target[:, layout.slots] * logits).sum()
     kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp())
     return total * loss_factor / rows, kl / rows
 
