@@ -24,7 +24,6 @@ sys.path.insert(0, str(HERE))
 
 from tabular import RESULTS_DIR, load_table, rebuild_results  # noqa: E402
 
-
 _PERMISSIVE_POLICY = """\
 name: benchmark
 version: "1"
