@@ -75,7 +75,7 @@ _DROPOUT = 0.5
 #: Weight of the WGAN gradient penalty.
 _GP_LAMBDA = 10.0
 #: Rows generated per forward pass when sampling (bounds memory for any n).
-_SAMPLE_CHUNK = 50_000
+_SAMPLE_CHUNK = 20_000
 #: Rows in the mode-collapse probe, its fixed seed, and what counts as collapse.
 _PROBE_ROWS = 2_000
 _PROBE_SEED = 20_190_701

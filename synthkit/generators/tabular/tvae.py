@@ -45,7 +45,7 @@ _STATE_VERSION = 1
 _ENCODER_PREFIX = "encoder."
 _DECODER = "decoder"
 #: Rows decoded at once when sampling or validating: bounds memory for any n.
-_CHUNK_ROWS = 50_000
+_CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
