@@ -79,8 +79,9 @@ def main() -> None:
     if not path.exists():
         path.write_text(
             "## Bounded-memory sampling: `synthkit sample` to Parquet (loans_full_schema model)\n\n"
-            "Peak RSS of the `synthkit sample` process (train, evaluate on a 50,000-row uniform "
-            "sample, gate, stream), measured with `os.wait4`. Target: under 2,048 MiB.\n\n"
+            "Peak RSS of the `synthkit sample` process (load the model, generate, evaluate a 50,000-row uniform "
+            "sample, gate, stream to Parquet), measured with `os.wait4`. Target: under 2,048 MiB. "
+            "The model was trained with `synthkit train` first (its figures in the last columns).\n\n"
             "| generator | rows | sample s | rows/s (whole command) | peak RSS MiB | Parquet MiB | "
             "train s | train peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n"
         )
