@@ -114,3 +114,32 @@ def run_fingerprint(config: NeuralConfig, data_fingerprint: str, encoder: Neural
         h.update(key.encode())
         h.update(np.ascontiguousarray(arrays[key]).tobytes())
     return "sha256:" + h.hexdigest()
+
+
+#: Prefix of the table encoding's arrays in a saved model's weights.
+ENCODER_PREFIX = "encoder."
+
+
+def save_encoder(encoder: NeuralTableEncoder) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The encoding's arrays (prefixed, for weights.safetensors) and its JSON meta."""
+    arrays, meta = encoder.state()
+    return {ENCODER_PREFIX + k: np.ascontiguousarray(v) for k, v in arrays.items()}, meta
+
+
+def load_encoder(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> NeuralTableEncoder:
+    """Rebuild the encoding from a saved model's weights and its JSON meta."""
+    arrays = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    return NeuralTableEncoder.from_state(arrays, meta)
+
+
+def family_state(files: dict[str, Any], name: str, version: int) -> dict[str, Any]:
+    """A family's JSON state file from a model directory, checked for its format version."""
+    from synthkit.errors import ArtifactError
+
+    state = files.get(name)
+    if not isinstance(state, dict) or state.get("version") != version:
+        raise ArtifactError(
+            f"The model directory has no readable {name} (version {version}).",
+            hint="It was written by another synthkit version or is incomplete; re-train it.",
+        )
+    return state

@@ -52,9 +52,16 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
-from synthkit.errors import ArtifactError
 from synthkit.generators.base import Generator
-from synthkit.generators.neural import NeuralConfig, encode_table, make_trainer, run_fingerprint
+from synthkit.generators.neural import (
+    NeuralConfig,
+    encode_table,
+    family_state,
+    load_encoder,
+    make_trainer,
+    run_fingerprint,
+    save_encoder,
+)
 from synthkit.nn import (
     StepContext,
     TrainingTask,
@@ -593,9 +600,9 @@ class CTGANGenerator(Generator):
 
     # --- state -------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays, encoder_meta = self.encoder_.state()
+        encoder_arrays, encoder_meta = save_encoder(self.encoder_)
         tensors = module_state({"generator": self.generator_net_})
-        tensors.update({f"encoder.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
+        tensors.update(encoder_arrays)
         tensors["ctgan.cond_frequency"] = np.ascontiguousarray(
             self.cond_frequency_, dtype=np.float64
         )
@@ -613,15 +620,8 @@ class CTGANGenerator(Generator):
     def _restore(
         self, tensors: dict[str, np.ndarray], files: dict[str, Any], *, trust_pickle: bool
     ) -> None:
-        meta = files.get(_STATE_FILE)
-        if not isinstance(meta, dict) or meta.get("version") != _STATE_VERSION:
-            raise ArtifactError(
-                f"The model directory has no readable {_STATE_FILE} of version {_STATE_VERSION}.",
-                hint="It was written by another synthkit version or is incomplete; re-train it.",
-            )
-        prefix = "encoder."
-        arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        self.encoder_ = NeuralTableEncoder.from_state(arrays, meta["encoder"])
+        meta = family_state(files, _STATE_FILE, _STATE_VERSION)
+        self.encoder_ = load_encoder(tensors, meta["encoder"])
         self.device_ = resolve_device(self.config.device, fallback=True)
         net = CTGANGeneratorNet(meta["input_dim"], tuple(meta["generator_dim"]), meta["data_dim"])
         weights = {k: v for k, v in tensors.items() if k.startswith("generator.")}

@@ -26,9 +26,17 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from synthkit.errors import ArtifactError, DataError
+from synthkit.errors import DataError
 from synthkit.generators.base import Generator
-from synthkit.generators.neural import NeuralConfig, encode_table, make_trainer, run_fingerprint
+from synthkit.generators.neural import (
+    NeuralConfig,
+    encode_table,
+    family_state,
+    load_encoder,
+    make_trainer,
+    run_fingerprint,
+    save_encoder,
+)
 from synthkit.nn import (
     StepContext,
     TrainingTask,
@@ -37,12 +45,11 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.prepare.neural import NeuralTableEncoder, OutputBlock
+from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
 
 _STATE_FILE = "tvae.json"
 _STATE_VERSION = 1
-_ENCODER_PREFIX = "encoder."
 _DECODER = "decoder"
 #: Rows decoded at once when sampling or validating: bounds memory for any n.
 _CHUNK_ROWS = 20_000
@@ -333,10 +340,8 @@ class TVAEGenerator(Generator):
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Decoder weights and sigmas, the table encoding's arrays ("encoder."), tvae.json."""
         tensors = module_state({_DECODER: self.decoder_})
-        enc_arrays, enc_meta = self.encoder_.state()
-        tensors.update(
-            {_ENCODER_PREFIX + k: np.ascontiguousarray(v) for k, v in enc_arrays.items()}
-        )
+        encoder_arrays, enc_meta = save_encoder(self.encoder_)
+        tensors.update(encoder_arrays)
         cfg = self.config
         state = {
             "version": _STATE_VERSION,
@@ -352,18 +357,8 @@ class TVAEGenerator(Generator):
         self, tensors: dict[str, np.ndarray], files: dict[str, Any], *, trust_pickle: bool
     ) -> None:
         """Rebuild the table encoding and the decoder (on ``config.device``) from ``_state``."""
-        state = files.get(_STATE_FILE)
-        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
-            raise ArtifactError(
-                f"The model directory has no readable {_STATE_FILE} (version {_STATE_VERSION}).",
-                hint="Re-save the model with this version of synthkit, or re-train it.",
-            )
-        encoder_arrays = {
-            k[len(_ENCODER_PREFIX) :]: v
-            for k, v in tensors.items()
-            if k.startswith(_ENCODER_PREFIX)
-        }
-        self.encoder_ = NeuralTableEncoder.from_state(encoder_arrays, state["encoder"])
+        state = family_state(files, _STATE_FILE, _STATE_VERSION)
+        self.encoder_ = load_encoder(tensors, state["encoder"])
         self.device_ = resolve_device(self.config.device, fallback=True)
         decoder = TVAEDecoderNet(
             int(state["embedding_dim"]),
