@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,6 +52,56 @@ class PIIKind(str, Enum):
     OTHER = "other"
 
 
+class PIIHandling(str, Enum):
+    """What happens to a ``pii`` or ``text`` column before training (synthkit.prepare.pii_handling).
+
+    ``drop`` removes it; ``fake`` replaces values (text: the PII spans) with Faker values and
+    leaves the column unlearned; ``hash`` replaces them with keyed HMAC-SHA256 tokens;
+    ``generalise`` coarsens dates, numbers and postcodes so the generator may learn them;
+    ``keep`` lets the generator learn the real values (recorded in the audit); ``redact``
+    (text only) replaces PII spans with typed placeholders such as ``<EMAIL>``.
+    """
+
+    DROP = "drop"
+    FAKE = "fake"
+    HASH = "hash"
+    GENERALISE = "generalise"
+    KEEP = "keep"
+    REDACT = "redact"
+
+
+class PIIOptions(BaseModel):
+    """Options of a column's PII handling; each applies to some handlings only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consistent: bool = Field(
+        False, description="fake: the same original always gets the same fake (keyed HMAC), so "
+        "joins survive; needs the PII key to repeat across runs.",
+    )
+    locale: str | None = Field(None, description="fake: Faker locale, e.g. 'de_DE' (default en_US).")
+    date_unit: Literal["month", "year"] = Field("year", description="generalise: dates to this unit.")
+    bin_width: float | None = Field(None, gt=0, description="generalise: numbers to bins this wide.")
+    quantiles: int | None = Field(
+        None, ge=2, le=100, description="generalise: numbers to this many equal-count bins."
+    )
+    prefix_length: int = Field(3, ge=1, description="generalise: postcodes keep this many characters.")
+    min_group_size: int = Field(
+        10, ge=0, description="generalise: postcode prefixes shared by fewer rows become null."
+    )
+    hash_length: int = Field(16, ge=8, le=64, description="hash: hex characters kept of the HMAC.")
+
+
+#: Safe defaults: direct identifiers are faked (never learned); dates of birth and postcodes
+#: are generalised (year; first three characters) and learned as quasi-identifiers; free text
+#: has its PII spans faked.
+DEFAULT_PII_HANDLING: dict[PIIKind, PIIHandling] = {
+    **{kind: PIIHandling.FAKE for kind in PIIKind},
+    PIIKind.DATE_OF_BIRTH: PIIHandling.GENERALISE,
+    PIIKind.POSTCODE: PIIHandling.GENERALISE,
+}
+
+
 class Column(BaseModel):
     """One column: its name, kind and the facts later stages need about it."""
 
@@ -69,8 +119,30 @@ class Column(BaseModel):
     )
     timezone: str | None = None
     pii: PIIKind | None = None
+    pii_handling: PIIHandling | None = Field(
+        None, description="pii and text columns: what happens before training; None = the safe "
+        "default for the subtype (DEFAULT_PII_HANDLING; text: fake).",
+    )
+    pii_options: PIIOptions | None = None
+    pii_spans: dict[PIIKind, int] | None = Field(
+        None, description="text columns: PII spans found in the inference sample, by kind."
+    )
     categories: list[Any] | None = Field(
         None, description="Declared (public) category set; None means learned from data."
+    )
+    references: str | None = Field(
+        None, description="Foreign key: 'table.column' (or 'schema.table.column') whose values "
+        "this column's values must be among; sinks recreate the constraint where that table exists.",
+    )
+    public_bounds: bool = Field(
+        False,
+        description="min/max are declared public knowledge, not read from the data: "
+        "differential privacy may use them without spending budget.",
+    )
+    quasi_identifier: bool = Field(
+        False,
+        description="Not identifying alone, but identifying in combination (age, postcode, job): "
+        "the privacy report measures k-anonymity over these columns.",
     )
 
     @model_validator(mode="after")
@@ -79,6 +151,20 @@ class Column(BaseModel):
             self.pii = PIIKind.OTHER
         if self.kind != ColumnKind.PII and self.pii is not None:
             raise ValueError(f"column '{self.name}': pii subtype given but kind is {self.kind.value}")
+        if self.kind not in (ColumnKind.PII, ColumnKind.TEXT) and (
+                self.pii_handling is not None or self.pii_options is not None):
+            raise ValueError(f"column '{self.name}': pii_handling applies to pii and text columns, "
+                             f"not {self.kind.value}; set kind: pii (with a pii subtype) first")
+        if self.kind == ColumnKind.TEXT and self.pii_handling == PIIHandling.GENERALISE:
+            raise ValueError(f"column '{self.name}': free text cannot be generalised; use fake, "
+                             "redact, hash, drop or keep")
+        if self.kind == ColumnKind.PII and self.pii_handling == PIIHandling.REDACT:
+            raise ValueError(f"column '{self.name}': redact is for free text; a pii column takes "
+                             "drop, fake, hash, generalise or keep")
+        if self.pii_spans is not None and self.kind != ColumnKind.TEXT:
+            raise ValueError(f"column '{self.name}': pii_spans applies to text columns only")
+        if self.public_bounds and (self.min is None or self.max is None):
+            raise ValueError(f"column '{self.name}': public_bounds needs both min and max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"column '{self.name}': min {self.min} > max {self.max}")
         return self
@@ -87,6 +173,17 @@ class Column(BaseModel):
     def polars_dtype(self) -> pl.DataType:
         """The polars dtype this column's values are returned as."""
         return parse_dtype(self.dtype)
+
+    @property
+    def effective_pii_handling(self) -> PIIHandling | None:
+        """The handling that applies: the declared one, else the subtype's safe default."""
+        if self.pii_handling is not None:
+            return self.pii_handling
+        if self.kind == ColumnKind.TEXT:
+            return PIIHandling.FAKE
+        if self.kind == ColumnKind.PII:
+            return DEFAULT_PII_HANDLING[self.pii or PIIKind.OTHER]
+        return None
 
 
 class Schema(BaseModel):
@@ -132,6 +229,11 @@ class Schema(BaseModel):
         """The columns whose kind is one of ``kinds``, in schema order."""
         return [c for c in self.columns if c.kind in kinds]
 
+    @property
+    def quasi_identifiers(self) -> list[str]:
+        """Names of the columns marked ``quasi_identifier``, in schema order."""
+        return [c.name for c in self.columns if c.quasi_identifier]
+
     # --- editing -----------------------------------------------------------------------
     def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Schema:
         """A copy with per-column fields replaced, e.g. ``{"zip": {"kind": "categorical"}}``."""
@@ -145,6 +247,10 @@ class Schema(BaseModel):
         for c in self.columns:
             if c.name in overrides:
                 merged = {**c.model_dump(), **dict(overrides[c.name]), "name": c.name}
+                if str(getattr(merged["kind"], "value", merged["kind"])) != c.kind.value:
+                    for key in ("pii_handling", "pii_options", "pii_spans"):  # belong to the old kind
+                        if key not in overrides[c.name]:
+                            merged[key] = None
                 if merged.get("kind") != c.kind.value and "pii" not in overrides[c.name]:
                     merged.setdefault("pii", None)
                     if str(merged["kind"]) != ColumnKind.PII.value:
@@ -396,10 +502,16 @@ def _infer_column(s: pl.Series, *, detect_pii: bool) -> Column:
         if isinstance(dtype, (pl.Duration, pl.Time)):
             return _numeric_like_temporal(s, nullable)
         tz = dtype.time_zone if isinstance(dtype, pl.Datetime) else None
+        found = _pii_column(non_null, nullable) if detect_pii else None
+        if found is not None:  # dates of birth, by name
+            return found.model_copy(update={"timezone": tz})
         return Column(
             name=name, kind=ColumnKind.DATETIME, dtype=dtype_name(dtype), nullable=nullable, timezone=tz
         )
     if dtype.is_numeric():
+        found = _pii_column(non_null, nullable) if detect_pii and dtype.is_integer() else None
+        if found is not None:  # card numbers and national ids with valid check digits
+            return found
         unique = non_null.n_unique() == n
         if dtype.is_integer() and unique and n > 1 and _ID_NAME.search(name):
             return Column(name=name, kind=ColumnKind.ID, dtype=dtype_name(dtype), nullable=nullable)
@@ -419,14 +531,9 @@ def _infer_column(s: pl.Series, *, detect_pii: bool) -> Column:
     if isinstance(dtype, (pl.String, pl.Categorical, pl.Enum)):
         strings = non_null.cast(pl.String)
         sample = strings.head(_SAMPLE_FOR_INFERENCE)
-        if detect_pii:
-            from synthkit.prepare.pii import detect_pii_kind
-
-            pii = detect_pii_kind(name, sample)
-            if pii is not None:
-                return Column(
-                    name=name, kind=ColumnKind.PII, dtype="String", nullable=nullable, pii=pii
-                )
+        found = _pii_column(sample, nullable) if detect_pii else None
+        if found is not None:
+            return found
         fmt = _datetime_format(sample)
         if fmt is not None:
             return Column(
@@ -442,10 +549,34 @@ def _infer_column(s: pl.Series, *, detect_pii: bool) -> Column:
         mean_len = float(sample.str.len_chars().mean() or 0.0)
         has_spaces = float(sample.str.contains(" ").mean() or 0.0)
         if mean_len >= _TEXT_MIN_MEAN_LEN and has_spaces > 0.5 and n_unique > 0.5 * n:
-            return Column(name=name, kind=ColumnKind.TEXT, dtype="String", nullable=nullable)
+            spans = None
+            if detect_pii:
+                from synthkit.prepare.pii_text import count_spans
+
+                spans = count_spans(sample) or None
+            return Column(name=name, kind=ColumnKind.TEXT, dtype="String", nullable=nullable,
+                          pii_spans=spans)
         return Column(name=name, kind=ColumnKind.CATEGORICAL, dtype="String", nullable=nullable)
     # lists, structs, binary, objects: nothing we can model yet; keep as categorical strings.
     return Column(name=name, kind=ColumnKind.CATEGORICAL, dtype="String", nullable=nullable)
+
+
+def _pii_column(values: pl.Series, nullable: bool) -> Column | None:
+    """A ``pii`` column when the name or validated values say personal data, else None."""
+    from synthkit.prepare.pii_detect import detect_pii
+
+    found = detect_pii(values.name, values)
+    if found is None:
+        return None
+    dtype = values.dtype if values.dtype.is_temporal() or values.dtype.is_integer() else pl.String()
+    fmt = None
+    if found.kind == PIIKind.DATE_OF_BIRTH and dtype == pl.String:
+        fmt = _datetime_format(values.head(_SAMPLE_FOR_INFERENCE))
+    return Column(
+        name=values.name, kind=ColumnKind.PII, dtype=dtype_name(dtype), nullable=nullable,
+        pii=found.kind, datetime_format=fmt,
+        pii_options=PIIOptions(locale=found.locale) if found.locale else None,
+    )
 
 
 def _numeric_like_temporal(s: pl.Series, nullable: bool) -> Column:

@@ -125,7 +125,7 @@ def test_blocks_cover_the_width_without_gaps(fitted, name):
     for b in enc.blocks:
         part = x[:, b.start : b.start + b.width]
         if b.kind == "alpha":
-            assert b.width == 1 and b.role == "value" and np.abs(part).max() <= 0.99
+            assert b.width == 1 and b.role == "value" and np.abs(part).max() <= np.float32(0.99)
         else:
             np.testing.assert_array_equal(part.sum(axis=1), 1.0)
             assert set(np.unique(part)) <= {0.0, 1.0}

@@ -66,6 +66,13 @@ class Generator(ABC):
     max_condition_attempts: ClassVar[int] = 100
 
     def __init__(self, **config: Any) -> None:
+        if config.get("dp") is not None and "dp" not in self.config_class.model_fields:
+            raise ConfigError(
+                f"{self.registry_name or type(self).__name__} cannot be trained with "
+                "differential privacy: it has no private training procedure, and passing dp= "
+                "would only pretend.",
+                hint="Use a family that supports dp=, e.g. tabular/tvae or tabular/ctgan.",
+            )
         try:
             self.config = self.config_class(**config)
         except ValidationError as exc:
@@ -115,9 +122,11 @@ class Generator(ABC):
         self.n_rows_ = df.height
         self.fit_report_: dict[str, Any] = {"warnings": []}
         filled = [c for c in schema if c.kind not in self.learned_kinds]
-        self.fillers_ = fit_fillers(df, filled)
+        private = getattr(self.config, "dp", None) is not None
+        self.fillers_ = fit_fillers(df, filled, private=private)
         learned = schema.select([c.name for c in schema if c.kind in self.learned_kinds])
-        self.condition_values_ = _condition_values(df, learned)
+        # a private fit learns its categories with noise: the family sets these from what it released
+        self.condition_values_ = {} if private else _condition_values(df, learned)
         started = time.perf_counter()
         try:
             self._fit(df.select(learned.names), learned, resume=resume)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -17,8 +18,9 @@ from pydantic import Field, field_validator
 
 from synthkit.generators.base import GeneratorConfig
 from synthkit.nn import Trainer
+from synthkit.nn.privacy import DPConfig, SGDBudget
 from synthkit.prepare.neural import NeuralTableEncoder
-from synthkit.schema import Schema
+from synthkit.schema import ColumnKind, Schema
 
 #: Settings that change how a run is carried out, not what it learns: a resumed run may change
 #: them (more epochs, another device) and keep its checkpoint.
@@ -57,6 +59,11 @@ class NeuralConfig(GeneratorConfig):
     )
     progress: bool = Field(True, description="Show a progress line per epoch.")
     compile: bool = Field(False, description="torch.compile the networks (PyTorch 2).")
+    dp: DPConfig | None = Field(
+        None,
+        description="Differential privacy of the whole fit, e.g. {'epsilon': 3}: DP-SGD "
+        "(Opacus) plus private encoding facts; the fit report records epsilon spent.",
+    )
 
     @field_validator("checkpoint_dir", mode="before")
     @classmethod
@@ -84,8 +91,91 @@ def encode_table(
     return encoder, np.ascontiguousarray(matrix, dtype=np.float32)
 
 
-def make_trainer(config: NeuralConfig, description: str) -> Trainer:
-    """The shared Trainer, set up from a family's config."""
+@dataclass
+class PrivatePlan:
+    """How a private fit splits its budget, and what the encoding's facts cost."""
+
+    dp: DPConfig
+    delta: float
+    encoding: dict[str, Any]
+    sgd: SGDBudget
+
+
+def encode_private(
+    df: pl.DataFrame, schema: Schema, config: NeuralConfig, data_fingerprint: str
+) -> tuple[NeuralTableEncoder, np.ndarray, PrivatePlan]:
+    """Fit the table encoding under differential privacy and plan DP-SGD with what is left.
+
+    The encoding's share of the budget (``dp.preprocessing_share``) pays for the bounds,
+    quantiles and category sets the schema does not declare public; if nothing needs
+    estimating, DP-SGD gets the whole budget.
+    """
+    dp = config.dp
+    assert dp is not None
+    delta = dp.resolved_delta(df.height)
+    seed = encoder_seed(config, data_fingerprint)
+    needs_facts = any(
+        c.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME)
+        or (c.kind == ColumnKind.CATEGORICAL and c.categories is None)
+        for c in schema
+    )
+    share = dp.preprocessing_share if needs_facts else 0.0
+    encoder = NeuralTableEncoder(numerical="quantile", max_modes=config.max_modes, seed=seed)
+    facts = encoder.fit_private(
+        df,
+        schema,
+        epsilon=dp.epsilon * share if share else dp.epsilon,
+        delta=delta * share if share else delta,
+        rng=np.random.default_rng(np.random.SeedSequence([seed, 0xD9])),
+    )
+    encoding = dict(facts.report)
+    encoding.setdefault("epsilon", facts.epsilon)
+    encoding.setdefault("delta", facts.delta)
+    if not share:
+        encoding.update({"epsilon": 0.0, "delta": 0.0})
+    matrix = encoder.transform(df, rng=np.random.default_rng(seed))
+    sgd = SGDBudget(
+        epsilon=dp.epsilon * (1.0 - share),
+        delta=delta * (1.0 - share),
+        max_grad_norm=dp.max_grad_norm,
+        accountant=dp.accountant,
+    )
+    plan = PrivatePlan(dp=dp, delta=delta, encoding=encoding, sgd=sgd)
+    return encoder, np.ascontiguousarray(matrix, dtype=np.float32), plan
+
+
+def privacy_report(plan: PrivatePlan, training: dict[str, Any] | None) -> dict[str, Any]:
+    """The fit report's privacy section: total (epsilon, delta) by basic composition, per part."""
+    sgd = dict(training or {})
+    return {
+        "differential_privacy": True,
+        "epsilon": float(plan.encoding.get("epsilon", 0.0)) + float(sgd.get("epsilon", 0.0)),
+        "delta": float(plan.encoding.get("delta", 0.0)) + float(plan.sgd.delta),
+        "target_epsilon": plan.dp.epsilon,
+        "target_delta": plan.delta,
+        "encoding": plan.encoding,
+        "sgd": sgd,
+        "covers": "model weights and every sample drawn from them; the model manifest's data "
+        "fingerprint and row count are not covered (keep model directories internal)",
+    }
+
+
+def private_condition_values(encoder: NeuralTableEncoder) -> dict[str, list[Any]]:
+    """What a private fit lets conditions ask for: the released categories only."""
+    from synthkit.generators.base import MAX_CONDITION_VALUES, _jsonable
+
+    out: dict[str, list[Any]] = {}
+    for name, part in encoder.discrete_parts_.items():
+        values = part.kept.to_list()
+        if len(values) <= MAX_CONDITION_VALUES:
+            out[name] = sorted(_jsonable(values), key=lambda v: (str(type(v)), v))
+    return out
+
+
+def make_trainer(
+    config: NeuralConfig, description: str, *, dp: SGDBudget | None = None
+) -> Trainer:
+    """The shared Trainer, set up from a family's config (``dp``: a private run's SGD budget)."""
     return Trainer(
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -99,6 +189,7 @@ def make_trainer(config: NeuralConfig, description: str) -> Trainer:
         progress=config.progress,
         compile=config.compile,
         description=description,
+        dp=dp,
     )
 
 

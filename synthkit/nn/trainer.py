@@ -26,6 +26,7 @@ import torch
 from synthkit.errors import ConfigError
 from synthkit.nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from synthkit.nn.device import resolve_device
+from synthkit.nn.privacy import PrivateTraining, SGDBudget
 
 #: Keep the data on the GPU only while it takes less than this share of free memory.
 _DEVICE_DATA_SHARE = 0.5
@@ -40,6 +41,8 @@ class StepContext:
     amp: bool = False
     epoch: int = 0
     step: int = 0
+    #: DP-SGD state when the run is differentially private (see synthkit.nn.privacy).
+    private: PrivateTraining | None = None
 
     def autocast(self) -> Any:
         """bf16 autocast on CUDA when mixed precision is on; a no-op otherwise."""
@@ -47,10 +50,21 @@ class StepContext:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    def outside_privacy(self) -> Any:
+        """A context in which private networks are used without capturing per-sample
+        gradients (e.g. a GAN's generator step); a no-op in a run without dp."""
+        return self.private.hooks_paused() if self.private is not None else nullcontext()
+
     def optimize(
         self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, retain_graph: bool = False
     ) -> None:
-        """Zero the gradients, back-propagate ``loss`` and take one optimizer step."""
+        """Zero the gradients, back-propagate ``loss`` and take one optimizer step.
+
+        In a private run an optimizer of a network that touches real rows is Opacus' wrapper:
+        per-sample clipping and noise happen in its step.
+        """
+        if self.private is not None:
+            optimizer = self.private.optimizer_for(optimizer)
         optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=retain_graph)
         optimizer.step()
@@ -70,6 +84,13 @@ class TrainingTask(ABC):
     @abstractmethod
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One optimisation step on ``batch``; return detached scalar losses by name."""
+
+    def private_modules(self) -> tuple[list[str], list[str]] | None:
+        """Names of the networks and optimizers that see real rows, for DP-SGD.
+
+        None (the default) means the family cannot be trained with differential privacy.
+        """
+        return None
 
     def validation_loss(self, data: torch.Tensor, ctx: StepContext) -> float | None:
         """Loss on held-out rows (called without gradients); None disables early stopping."""
@@ -100,6 +121,7 @@ class TrainResult:
     seconds: float
     device: str
     warnings: list[str] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +146,7 @@ class Trainer:
         compile: bool = False,
         description: str = "Training",
         drop_last: bool = False,
+        dp: SGDBudget | None = None,
     ) -> None:
         if epochs < 1 or batch_size < 1 or checkpoint_every < 1:
             raise ConfigError(
@@ -137,6 +160,13 @@ class Trainer:
                 "early_stopping_patience needs a validation signal.",
                 hint="Set validation_fraction (e.g. 0.1) to hold out rows to stop on.",
             )
+        if dp is not None and (validation_fraction > 0 or early_stopping_patience is not None):
+            raise ConfigError(
+                "Differentially private training cannot hold out rows for validation or early "
+                "stopping: choosing by a loss on real rows would spend budget no accountant sees.",
+                hint="Leave validation_fraction at 0 and early_stopping_patience at None with dp.",
+            )
+        self.dp = dp
         self.epochs = epochs
         self.batch_size = batch_size
         self.device = resolve_device(device)
@@ -193,11 +223,73 @@ class Trainer:
             generator=torch.Generator(device=self.device).manual_seed(seed + 1),
             amp=self.amp,
         )
+        private = self._private(task, modules, optimizers, train.shape[0], seed)
+        ctx.private = private
         resumed_from = None
         if ckpt is not None:
             ckpt.restore(modules, optimizers, task, order_gen, ctx.generator)
             resumed_from = state.epoch
+            if private is not None:
+                private.restore(state.dp_steps, state.dp_noise_multiplier or private.noise_multiplier)
         ctx.step = state.step
+        try:
+            self._loop(task, modules, optimizers, train, valid, order_gen, ctx, state, fingerprint)
+        finally:
+            if private is not None:
+                private.detach()
+        if state.best_weights is not None:
+            for name, module in modules.items():
+                module.load_state_dict(state.best_weights[name])
+        for module in modules.values():
+            module.eval()
+        return TrainResult(
+            history=state.history,
+            epochs_run=state.epoch,
+            resumed_from=resumed_from,
+            stopped_early=state.stopped_early,
+            best_epoch=state.best_epoch,
+            seconds=round(time.perf_counter() - started, 3),
+            device=str(self.device),
+            warnings=state.warnings,
+            privacy=private.report() if private is not None else None,
+        )
+
+    def _private(
+        self,
+        task: TrainingTask,
+        modules: dict[str, torch.nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        n_rows: int,
+        seed: int,
+    ) -> PrivateTraining | None:
+        """Set up DP-SGD for a private run (None otherwise)."""
+        if self.dp is None:
+            return None
+        names = task.private_modules()
+        if names is None:
+            raise ConfigError(
+                f"{type(task).__name__} does not support differentially private training.",
+                hint="Use a family that supports dp= (tabular/ctgan, tabular/tvae, ...).",
+            )
+        private = PrivateTraining(
+            self.dp, n_rows=n_rows, batch_size=self.batch_size, epochs=self.epochs
+        )
+        noise = torch.Generator(device=self.device).manual_seed(seed + 3)
+        private.attach(modules, optimizers, names, noise)
+        return private
+
+    def _loop(
+        self,
+        task: TrainingTask,
+        modules: dict[str, torch.nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        train: torch.Tensor,
+        valid: torch.Tensor | None,
+        order_gen: torch.Generator,
+        ctx: StepContext,
+        state: _RunState,
+        fingerprint: str,
+    ) -> None:
         with self._progress() as bar:
             task_id = bar.add_task(self.description, total=self.epochs, completed=state.epoch, losses="")
             for epoch in range(state.epoch, self.epochs):
@@ -211,6 +303,11 @@ class Trainer:
                 if warning:
                     record["warning"] = str(warning)
                     state.warnings.append(f"epoch {epoch + 1}: {warning}")
+                if ctx.private is not None:
+                    # losses are computed on real rows: a private run keeps only what DP covers
+                    record = {"epoch": epoch + 1, "epsilon": round(ctx.private.epsilon(), 6)}
+                    state.dp_steps = ctx.private.steps
+                    state.dp_noise_multiplier = ctx.private.noise_multiplier
                 state.history.append(record)
                 state.epoch, state.step = epoch + 1, ctx.step
                 bar.update(task_id, completed=epoch + 1, losses=_format(record))
@@ -226,21 +323,6 @@ class Trainer:
                 if stop:
                     state.stopped_early = True
                     break
-        if state.best_weights is not None:
-            for name, module in modules.items():
-                module.load_state_dict(state.best_weights[name])
-        for module in modules.values():
-            module.eval()
-        return TrainResult(
-            history=state.history,
-            epochs_run=state.epoch,
-            resumed_from=resumed_from,
-            stopped_early=state.stopped_early,
-            best_epoch=state.best_epoch,
-            seconds=round(time.perf_counter() - started, 3),
-            device=str(self.device),
-            warnings=state.warnings,
-        )
 
     def _epoch(
         self,
@@ -253,15 +335,19 @@ class Trainer:
         for module in modules.values():
             module.train()
         n = train.shape[0]
-        order = torch.randperm(n, generator=order_gen).to(train.device)
-        stop = n - (n % self.batch_size) if self.drop_last and n >= self.batch_size else n
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for start in range(0, stop, self.batch_size):
-            batch = train[order[start:start + self.batch_size]]
+        for index in self._batch_indices(n, order_gen, ctx):
+            if index.numel() == 0:  # an empty Poisson batch: noise only, still accounted
+                assert ctx.private is not None
+                ctx.private.step()
+                continue
+            batch = train[index.to(train.device)]
             if batch.device != self.device:
                 batch = batch.to(self.device, non_blocking=True)
             losses = task.train_step(batch, ctx)
+            if ctx.private is not None:
+                ctx.private.step()
             ctx.step += 1
             steps += 1
             for name, value in losses.items():
@@ -270,6 +356,18 @@ class Trainer:
         record: dict[str, Any] = {"epoch": ctx.epoch + 1}
         record.update({name: float(total) / max(steps, 1) for name, total in sums.items()})
         return record
+
+    def _batch_indices(
+        self, n: int, order_gen: torch.Generator, ctx: StepContext
+    ) -> Iterator[torch.Tensor]:
+        """Row indices of each step: a shuffled pass, or Poisson samples in a private run."""
+        if ctx.private is not None:
+            yield from ctx.private.batches(n, order_gen)
+            return
+        order = torch.randperm(n, generator=order_gen)
+        stop = n - (n % self.batch_size) if self.drop_last and n >= self.batch_size else n
+        for start in range(0, stop, self.batch_size):
+            yield order[start : start + self.batch_size]
 
     def _validate(
         self,
@@ -352,6 +450,8 @@ class _RunState:
     best_epoch: int | None = None
     bad_epochs: int = 0
     stopped_early: bool = False
+    dp_steps: int = 0
+    dp_noise_multiplier: float | None = None
     best_weights: dict[str, dict[str, torch.Tensor]] | None = None
 
     def to_meta(self) -> dict[str, Any]:

@@ -60,11 +60,17 @@ _DOB_DAYS = (-12_784, 13_514)  # 1935-01-01 .. 2006-12-31
 
 
 # --- fit ------------------------------------------------------------------------------------
-def fit_fillers(df: pl.DataFrame, columns: list[Column]) -> dict[str, Any]:
-    """Learn what filling ``columns`` needs: JSON-safe, and free of real values."""
+def fit_fillers(df: pl.DataFrame, columns: list[Column], *, private: bool = False) -> dict[str, Any]:
+    """Learn what filling ``columns`` needs: JSON-safe, and free of real values.
+
+    ``private=True`` (a differentially private fit) reads nothing from the data: null shares,
+    id and value shapes and text lengths take data-independent defaults.
+    """
     specs = []
     for col in columns:
         s = df.get_column(col.name)
+        if private:
+            s = pl.Series(col.name, [], dtype=s.dtype)
         spec: dict[str, Any] = {
             "name": col.name,
             "kind": col.kind.value,

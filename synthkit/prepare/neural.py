@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from synthkit.errors import ConfigError, EmptyDataError, NotFittedError, SchemaError
+from synthkit.errors import ConfigError, DataError, EmptyDataError, NotFittedError, SchemaError
 from synthkit.prepare.encoders import (
     cast_to_column,
     from_seconds,
@@ -37,6 +37,12 @@ from synthkit.prepare.modes import (
     Normalizer,
     QuantileNormalizer,
     normalizer_from_state,
+)
+from synthkit.prepare.private_stats import (
+    ContinuousFacts,
+    DiscreteFacts,
+    PrivateFacts,
+    private_facts,
 )
 from synthkit.schema import Column, ColumnKind, Schema, dtype_name, parse_dtype
 
@@ -127,6 +133,17 @@ class _ContinuousPart:
             self.resolution = next(ok, None)
         self.normalizer.fit(x)
 
+    @classmethod
+    def from_facts(cls, column: Column, facts: ContinuousFacts) -> _ContinuousPart:
+        """A part built from differentially private facts alone: it never reads the data."""
+        normalizer = QuantileNormalizer(n_quantiles=len(facts.knots))
+        normalizer.knots_ = np.asarray(facts.knots, dtype=np.float64)
+        normalizer.probs_ = np.asarray(facts.probs, dtype=np.float64)
+        part = cls(column, normalizer)
+        part.has_null = bool(column.nullable)  # public metadata, not a count
+        part.bounds = (float(facts.lo), float(facts.hi))
+        return part
+
     def layout(
         self,
     ) -> list[tuple[Literal["alpha", "softmax"], Literal["value", "mode", "null"], int]]:
@@ -208,6 +225,32 @@ class _DiscretePart:
         self.kept_counts, self.rare_counts = tally[:keep], tally[keep:]
         self.null_count = float(s.null_count())
         self._index()
+
+    @classmethod
+    def from_facts(cls, column: Column, facts: DiscreteFacts, dtype: pl.DataType) -> _DiscretePart:
+        """A part built from differentially private facts alone: released categories only.
+
+        Categories that were not released share no slot: their rows are encoded as null (when
+        the column may be null) or as the most frequent released category, and are never
+        generated.
+        """
+        if not facts.values:
+            raise DataError(
+                f"No category of column '{column.name}' is frequent enough to be released "
+                "under differential privacy at this epsilon.",
+                hint="Declare the column's categories in the schema (Column.categories: public "
+                "knowledge costs no budget), raise epsilon or the dp preprocessing_share, or "
+                "drop the column.",
+            )
+        part = cls(column, max(len(facts.values), 2))
+        part.dtype = dtype
+        part.kept = pl.Series("value", facts.values, dtype=dtype)
+        part.rare = pl.Series("value", [], dtype=dtype)
+        part.kept_counts = np.clip(np.asarray(facts.counts, dtype=np.float64), 1e-3, None)
+        part.rare_counts = np.zeros(0)
+        part.null_count = 1.0 if column.nullable else 0.0
+        part._index()
+        return part
 
     def _index(self) -> None:
         """Slot positions: kept categories, then OTHER (if any rare), then null (if seen)."""
@@ -360,6 +403,66 @@ class NeuralTableEncoder:
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, df: pl.DataFrame, schema: Schema) -> NeuralTableEncoder:
         """Learn every column's encoding; ``schema`` must hold only learned kinds."""
+        self._check_frame(df, schema)
+        seeds = np.random.default_rng(self.seed).integers(0, 2**31 - 1, size=len(schema))
+        self.schema = schema
+        self.parts_: list[_Part] = []
+        for column, seed in zip(schema, seeds, strict=True):
+            part = self._new_part(column, int(seed))
+            part.fit(df.get_column(column.name))
+            self.parts_.append(part)
+        self._layout()
+        return self
+
+    def fit_private(
+        self,
+        df: pl.DataFrame,
+        schema: Schema,
+        *,
+        epsilon: float,
+        delta: float,
+        rng: np.random.Generator,
+    ) -> PrivateFacts:
+        """Learn the encoding under (epsilon, delta)-differential privacy; return what it cost.
+
+        Declared facts (``public_bounds`` with min/max, ``categories``, booleans) are used as
+        they are; every other bound, quantile and category set is estimated with noise
+        (:mod:`synthkit.prepare.private_stats`). Numerical columns use the quantile transform:
+        mixture modes would need many more private statistics.
+        """
+        self._check_frame(df, schema)
+        self.numerical = "quantile"
+        continuous: dict[str, tuple[np.ndarray, tuple[float, float] | None]] = {}
+        discrete: dict[str, tuple[pl.Series, list[Any] | None]] = {}
+        dtypes: dict[str, pl.DataType] = {}
+        for column in schema:
+            series = df.get_column(column.name)
+            if column.kind in _DISCRETE:
+                plain = plain_strings(series)
+                dtypes[column.name] = plain.dtype if plain.dtype != pl.Null else pl.String()
+                declared = column.categories
+                if column.kind == ColumnKind.BOOLEAN and declared is None:
+                    declared = [False, True]
+                discrete[column.name] = (plain, declared)
+            else:
+                raw = _ContinuousPart(column, QuantileNormalizer()).raw(series)
+                public = column.public_bounds and column.kind == ColumnKind.NUMERICAL
+                continuous[column.name] = (
+                    raw, (float(column.min), float(column.max)) if public else None  # type: ignore[arg-type]
+                )
+        facts = private_facts(continuous, discrete, epsilon=epsilon, delta=delta, rng=rng)
+        self.schema = schema
+        self.parts_ = []
+        for column in schema:
+            fact = facts.columns[column.name]
+            if isinstance(fact, DiscreteFacts):
+                self.parts_.append(_DiscretePart.from_facts(column, fact, dtypes[column.name]))
+            else:
+                self.parts_.append(_ContinuousPart.from_facts(column, fact))
+        self._layout()
+        return facts
+
+    def _check_frame(self, df: pl.DataFrame, schema: Schema) -> None:
         schema.check_frame(df)
         if df.height == 0:
             raise EmptyDataError("The table has no rows to learn an encoding from.")
@@ -372,15 +475,6 @@ class NeuralTableEncoder:
                 hint="Select only numerical, datetime, categorical and boolean columns; ids, PII "
                 "and text are filled by synthkit.prepare.fillers.",
             )
-        seeds = np.random.default_rng(self.seed).integers(0, 2**31 - 1, size=len(schema))
-        self.schema = schema
-        self.parts_: list[_Part] = []
-        for column, seed in zip(schema, seeds, strict=True):
-            part = self._new_part(column, int(seed))
-            part.fit(df.get_column(column.name))
-            self.parts_.append(part)
-        self._layout()
-        return self
 
     def _new_part(self, column: Column, seed: int) -> _Part:
         if column.kind in _DISCRETE:

@@ -55,10 +55,13 @@ from torch.nn import functional as F
 from synthkit.generators.base import Generator
 from synthkit.generators.neural import (
     NeuralConfig,
+    encode_private,
     encode_table,
     family_state,
     load_encoder,
     make_trainer,
+    privacy_report,
+    private_condition_values,
     run_fingerprint,
     save_encoder,
 )
@@ -122,6 +125,14 @@ class CTGANConfig(NeuralConfig):
         "quality. Must stay None; watch the coverage history in the fit report instead.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _private_packing(cls, data: Any) -> Any:
+        """Under dp, pac defaults to 1: a pack of rows would be one 'sample' to the accountant."""
+        if isinstance(data, dict) and data.get("dp") is not None and "pac" not in data:
+            return {**data, "pac": 1}
+        return data
+
     @model_validator(mode="after")
     def _check_consistent(self) -> CTGANConfig:
         """batch_size must split into packs; early stopping has no signal to stop on."""
@@ -136,6 +147,11 @@ class CTGANConfig(NeuralConfig):
                 "early_stopping_patience is unavailable for tabular/ctgan: a GAN has no "
                 "validation loss that tracks sample quality. Leave it None and read the "
                 "coverage history in fit_report_['training']['history'] instead."
+            )
+        if self.dp is not None and (self.pac != 1 or self.discriminator_steps != 1):
+            raise ValueError(
+                "With dp, tabular/ctgan needs pac=1 and discriminator_steps=1: DP-SGD clips "
+                "each row's gradient and accounts one fresh Poisson batch per critic step."
             )
         return self
 
@@ -207,13 +223,16 @@ class _DiscreteLayout:
     cond_dim: int
 
     @classmethod
-    def of(cls, encoder: NeuralTableEncoder, device: torch.device) -> _DiscreteLayout:
-        widths = [b.width for b in encoder.discrete]
+    def of(
+        cls, encoder: NeuralTableEncoder, device: torch.device, *, conditional: bool = True
+    ) -> _DiscreteLayout:
+        """The layout of ``encoder``'s discrete blocks; empty for an unconditional (private) model."""
+        widths = [b.width for b in encoder.discrete] if conditional else []
         cond_start = (
             np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64) if widths else []
         )
         return cls(
-            columns=[b.column for b in encoder.discrete],
+            columns=[b.column for b in encoder.discrete] if conditional else [],
             cond_start=torch.as_tensor(cond_start, dtype=torch.long, device=device),
             widths=widths,
             cond_dim=int(sum(widths)),
@@ -299,8 +318,25 @@ class _CTGANTask(TrainingTask):
         self.g = generator_net
         self.d = discriminator_net
         self.device = device
+        self.private = config.dp is not None
+        self.opt_g = torch.optim.Adam(
+            self.g.parameters(),
+            lr=config.generator_learning_rate,
+            betas=(0.5, 0.9),
+            weight_decay=config.generator_decay,
+        )
+        self.opt_d = torch.optim.Adam(
+            self.d.parameters(),
+            lr=config.discriminator_learning_rate,
+            betas=(0.5, 0.9),
+            weight_decay=config.discriminator_decay,
+        )
+        self.layout = _DiscreteLayout.of(encoder, device, conditional=not self.private)
+        if self.private:
+            # a private GAN reads real rows only through the Trainer's Poisson batches and keeps
+            # no statistics of them (no training by sampling, no coverage probe)
+            return
         self.data = torch.as_tensor(matrix, dtype=torch.float32, device=device)
-        self.layout = _DiscreteLayout.of(encoder, device)
         counts = _slot_counts(matrix, encoder)
         self.train_probs = torch.as_tensor(
             _slot_probabilities(counts, self.layout.widths, log=config.log_frequency),
@@ -314,18 +350,6 @@ class _CTGANTask(TrainingTask):
         )
         self.rows_by_slot, self.slot_start, self.slot_count = _rows_by_slot(matrix, encoder, device)
         self.coverage = _CoverageProbe(matrix, encoder)
-        self.opt_g = torch.optim.Adam(
-            self.g.parameters(),
-            lr=config.generator_learning_rate,
-            betas=(0.5, 0.9),
-            weight_decay=config.generator_decay,
-        )
-        self.opt_d = torch.optim.Adam(
-            self.d.parameters(),
-            lr=config.discriminator_learning_rate,
-            betas=(0.5, 0.9),
-            weight_decay=config.discriminator_decay,
-        )
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.g, "discriminator": self.d}
@@ -333,12 +357,19 @@ class _CTGANTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
+    def private_modules(self) -> tuple[list[str], list[str]]:
+        """Only the discriminator sees real rows: DP-SGD privatises it; the generator learns
+        from its (private) judgements alone."""
+        return ["discriminator"], ["discriminator"]
+
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         """``discriminator_steps`` critic updates, then one generator update.
 
         ``loss_d`` is the critic's full objective (Wasserstein estimate plus gradient penalty);
         ``loss_g`` the generator's (critic score plus the condition cross-entropy).
         """
+        if self.private:
+            return self._private_step(batch, ctx)
         pac = self.config.pac
         n = pac * max(batch.shape[0] // pac, 2 if pac == 1 else 1)  # BatchNorm needs 2+ rows
         gen = ctx.generator
@@ -367,8 +398,39 @@ class _CTGANTask(TrainingTask):
         self.d.requires_grad_(True)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
+    def _private_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One DP-SGD critic step on a Poisson batch of real rows, then one generator step.
+
+        The critic is a plain (non-saturating) GAN discriminator: the WGAN gradient penalty
+        needs a double backward pass that per-sample gradients cannot carry. Real and generated
+        rows go through the critic in one pass, so every row's gradient is clipped alike.
+        """
+        gen = ctx.generator
+        rows = batch.shape[0]
+        n = max(rows, 2)  # the generator's BatchNorm needs 2+ rows
+        with ctx.autocast():
+            with torch.no_grad():
+                fake = _activate(self.g(self._g_input(self._no_condition(n), gen)), self.encoder, gen)
+            scores = self.d(torch.cat([batch.to(fake.dtype), fake], dim=0), gen).float()
+            loss_d = F.softplus(-scores[:rows]).mean() + F.softplus(scores[rows:]).mean()
+        ctx.optimize(loss_d, self.opt_d)
+        self.d.requires_grad_(False)
+        try:
+            with ctx.outside_privacy(), ctx.autocast():
+                fake = _activate(self.g(self._g_input(self._no_condition(n), gen)), self.encoder, gen)
+                loss_g = F.softplus(-self.d(fake, gen).float()).mean()
+                ctx.optimize(loss_g, self.opt_g)
+        finally:
+            self.d.requires_grad_(True)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    def _no_condition(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, 0, device=self.device)
+
     def on_epoch_end(self, epoch: int, ctx: StepContext) -> dict[str, float | str]:
         """Mode-collapse monitor: coverage of frequent categories and modes in a fixed probe."""
+        if self.private:
+            return {}  # the probe compares with real-row statistics, which a private run keeps none of
         probe = torch.Generator(device=self.device).manual_seed(_PROBE_SEED)
         was_training = self.g.training
         self.g.eval()
@@ -522,10 +584,15 @@ class CTGANGenerator(Generator):
     # --- fit ---------------------------------------------------------------------------------
     def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool) -> None:
         cfg = self.config
-        encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
-        trainer = make_trainer(cfg, "tabular/ctgan")
+        plan = None
+        if cfg.dp is not None:
+            encoder, matrix, plan = encode_private(df, schema, cfg, self.data_fingerprint_)
+            trainer = make_trainer(cfg, "tabular/ctgan (private)", dp=plan.sgd)
+        else:
+            encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
+            trainer = make_trainer(cfg, "tabular/ctgan")
         device = trainer.device
-        cond_dim = sum(b.width for b in encoder.discrete)
+        cond_dim = sum(b.width for b in encoder.discrete) if plan is None else 0
         with seeded(cfg.seed):
             g = CTGANGeneratorNet(
                 cfg.embedding_dim + cond_dim, cfg.generator_dim, encoder.width
@@ -542,9 +609,15 @@ class CTGANGenerator(Generator):
         self.encoder_ = encoder
         self.generator_net_ = g
         self.device_ = device
-        self.cond_frequency_ = _slot_counts(matrix, encoder) / matrix.shape[0]
+        self.conditional_ = plan is None
+        self.cond_frequency_ = (
+            _slot_counts(matrix, encoder) / matrix.shape[0] if plan is None else np.zeros(0)
+        )
         training = result.to_dict()
         self.fit_report_["training"] = training
+        if plan is not None:
+            self.fit_report_["privacy"] = privacy_report(plan, result.privacy)
+            self.condition_values_ = private_condition_values(encoder)
         self.fit_report_["ctgan"] = {
             "encoded_width": encoder.width,
             "conditional_width": cond_dim,
@@ -560,7 +633,7 @@ class CTGANGenerator(Generator):
     ) -> pl.DataFrame:
         device = self.device_
         gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
-        layout = _DiscreteLayout.of(self.encoder_, device)
+        layout = _DiscreteLayout.of(self.encoder_, device, conditional=self.conditional_)
         fixed = self._condition_slot(conditions, layout)
         probs = torch.as_tensor(
             _slot_probabilities(self.cond_frequency_, layout.widths, log=False),
@@ -613,6 +686,7 @@ class CTGANGenerator(Generator):
             "generator_dim": list(self.config.generator_dim),
             "input_dim": net.blocks[0].fc.in_features,
             "data_dim": net.out.out_features,
+            "conditional": self.conditional_,
             "encoder": encoder_meta,
         }
         return tensors, {_STATE_FILE: meta}
@@ -628,3 +702,4 @@ class CTGANGenerator(Generator):
         load_module_state({"generator": net}, weights)
         self.generator_net_ = net.to(self.device_).eval()
         self.cond_frequency_ = np.asarray(tensors["ctgan.cond_frequency"], dtype=np.float64)
+        self.conditional_ = bool(meta.get("conditional", True))

@@ -30,10 +30,13 @@ from synthkit.errors import DataError
 from synthkit.generators.base import Generator
 from synthkit.generators.neural import (
     NeuralConfig,
+    encode_private,
     encode_table,
     family_state,
     load_encoder,
     make_trainer,
+    privacy_report,
+    private_condition_values,
     run_fingerprint,
     save_encoder,
 )
@@ -224,6 +227,10 @@ class TVAETrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
+    def private_modules(self) -> tuple[list[str], list[str]]:
+        """Both networks see real rows (the encoder reads them, the decoder rebuilds them)."""
+        return ["encoder", _DECODER], ["adam"]
+
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One step on a batch: reparameterised code, reconstruction + KL, sigma clamped."""
         with ctx.autocast():
@@ -286,14 +293,23 @@ class TVAEGenerator(Generator):
                 hint="Keep at least one numerical, categorical, boolean or datetime column, "
                 "or use tabular/copula, which fills such tables without training.",
             )
-        encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
-        trainer = make_trainer(cfg, "tabular/tvae")
+        plan = None
+        if cfg.dp is not None:
+            encoder, matrix, plan = encode_private(df, schema, cfg, self.data_fingerprint_)
+            trainer = make_trainer(cfg, "tabular/tvae (private)", dp=plan.sgd)
+        else:
+            encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
+            trainer = make_trainer(cfg, "tabular/tvae")
         layout = _Layout.of(encoder.blocks, encoder.width, trainer.device)
         with seeded(cfg.seed):
             enc_net = TVAEEncoderNet(encoder.width, cfg.compress_dims, cfg.embedding_dim)
             dec_net = TVAEDecoderNet(
                 cfg.embedding_dim, cfg.decompress_dims, encoder.width, layout.n_alpha
             )
+        if plan is not None:
+            # the noise scales are fixed in a private run: a parameter outside the per-sample
+            # gradient hooks would be updated from unclipped, unnoised gradients
+            dec_net.sigma.requires_grad_(False)
         task = TVAETrainingTask(
             enc_net.to(trainer.device),
             dec_net.to(trainer.device),
@@ -312,6 +328,9 @@ class TVAEGenerator(Generator):
         self.device_ = trainer.device
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_.setdefault("warnings", []).extend(result.warnings)
+        if plan is not None:
+            self.fit_report_["privacy"] = privacy_report(plan, result.privacy)
+            self.condition_values_ = private_condition_values(encoder)
         self.fit_report_["tvae"] = {
             "data_width": encoder.width,
             "parameters": sum(p.numel() for p in (*enc_net.parameters(), *dec_net.parameters())),
