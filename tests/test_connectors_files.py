@@ -207,13 +207,15 @@ def test_bad_unicode_csv_hints_encoding(tmp_path):
 
 
 def test_other_schemes_are_refused(tmp_path):
-    with pytest.raises(UnsupportedFormatError, match="database connectors are not installed"):
-        read("postgresql://user@host/db?table=t")
+    with pytest.raises(UnsupportedFormatError, match="No connector for 'mssql://' databases"):
+        read("mssql://user@host/db")
     with pytest.raises(UnsupportedFormatError, match="file://"):
         read("s3://bucket/data.parquet")
     frame = pl.DataFrame({"a": [1]})
     with pytest.raises(UnsupportedFormatError):
-        write(frame, "sqlite:///tmp/x.db", decision=approve(frame))
+        write(frame, "oracle://user@host/db", decision=approve(frame))
+    with pytest.raises(ConnectorError, match="needs table="):  # databases: tests/test_connectors_sql.py
+        write(frame, f"sqlite:///{tmp_path / 'x.db'}", decision=approve(frame))
 
 
 # --- the gate -----------------------------------------------------------------------------
