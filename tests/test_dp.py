@@ -170,3 +170,20 @@ def test_dp_settings_are_validated():
     with pytest.raises(ConfigError):
         TVAEGenerator(dp={"epsilon": 1, "preprocessing_share": 1.5})
     assert np.isclose(TVAEGenerator(dp={"epsilon": 1}).config.dp.resolved_delta(1000), 1e-5)
+
+
+def test_cli_trains_a_private_model(wage_small, tmp_path):
+    from click.testing import CliRunner
+
+    from synthkit.cli import main
+
+    src = tmp_path / "wage.csv"
+    wage_small.write_csv(src)
+    result = CliRunner().invoke(main, [
+        "train", str(src), "-g", "tabular/tvae", "--out", str(tmp_path / "model"), "--holdout", "0",
+        "--set", "epochs=1", "--set", "batch_size=200", "--set", "progress=false",
+        "--set", "dp={epsilon: 8, delta: 1.0e-5, preprocessing_share: 0.5}",
+    ])
+    assert result.exit_code == 0, result.output
+    privacy = sk.load(tmp_path / "model").fit_report_["privacy"]
+    assert privacy["differential_privacy"] and 0 < privacy["epsilon"] <= 8.0
