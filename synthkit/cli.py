@@ -71,6 +71,32 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return parsed
 
 
+def _db_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--table/--query/--limit/--sample/--password-env: SOURCE may be a database URI."""
+    fn = click.option("--password-env", metavar="NAME",
+                      help="Environment variable holding the database password (else the URI, "
+                           "PGPASSWORD or ~/.pgpass).")(fn)
+    fn = click.option("--sample", "sample_rows", type=int,
+                      help="Database source: a uniform random sample of this many rows.")(fn)
+    fn = click.option("--limit", type=int, help="Database source: read at most this many rows.")(fn)
+    fn = click.option("--query", help="Database source: a SELECT to read instead of a table.")(fn)
+    return click.option("--table", help="Database source (postgresql://, sqlite:///): the table.")(fn)
+
+
+def _read_source(source: str, table: str | None = None, query: str | None = None,
+                 limit: int | None = None, sample_rows: int | None = None,
+                 password_env: str | None = None) -> Any:
+    """Read SOURCE: a file, or a database table/query when SOURCE is a database URI."""
+    from synthkit.connectors import is_database_uri, read
+
+    given = {k: v for k, v in (("table", table), ("query", query), ("limit", limit),
+                               ("sample", sample_rows), ("password_env", password_env)) if v is not None}
+    if given and not is_database_uri(source):
+        raise click.UsageError(f"--{next(iter(given)).replace('_', '-')} applies to database sources "
+                               "(postgresql://..., sqlite:///...), not to files.")
+    return read(source, **given)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="synthkit")
 def main() -> None:
@@ -86,42 +112,107 @@ def main() -> None:
 # --- inspect ------------------------------------------------------------------------------
 @main.command()
 @click.argument("source")
-@click.option("--json", "as_json", is_flag=True, help="Print the schema as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the schema as JSON (with --pii: the findings).")
+@click.option("--pii", "pii_only", is_flag=True,
+              help="Show only the personal data found: per column the kind, how many values "
+                   "validated (or PII spans in free text, by kind) and the handling that applies.")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the schema JSON here.")
+@_db_source_options
 @_handle_errors
-def inspect(source: str, as_json: bool, save: str | None) -> None:
+def inspect(source: str, as_json: bool, pii_only: bool, save: str | None, table: str | None,
+            query: str | None, limit: int | None, sample_rows: int | None,
+            password_env: str | None) -> None:
     """Show the schema synthkit infers for SOURCE (kinds, types, nulls, PII).
+
+    PII columns are found by name and by validated values (emails, phone numbers, cards,
+    IBANs, national ids, IPs, names, addresses, dates of birth); free-text columns are scanned
+    for PII spans. Each gets a handling (drop, fake, hash, generalise, keep; safe by default).
+    For a database table, what the database states (types, NOT NULL, keys, CHECK lists)
+    overrides the guesses.
 
     \b
     Example:
       synthkit inspect data/customers.csv
+      synthkit inspect data/customers.csv --pii --json > pii-findings.json
       synthkit inspect data/customers.parquet --json > schema.json
+      synthkit inspect sqlite:///shop.db --table orders
+      synthkit inspect postgresql://analyst@db:5432/shop --table orders --password-env SHOP_PW
     """
-    from synthkit.connectors import read
+    from synthkit.connectors import redact
     from synthkit.schema import infer_schema
 
-    frame = read(source)
-    schema = infer_schema(frame)
+    frame = _read_source(source, table, query, limit, sample_rows, password_env)
+    if table is not None:
+        from synthkit.connectors.sql import read_schema
+
+        schema = read_schema(source, table=table, data=frame, password_env=password_env)
+    else:
+        schema = infer_schema(frame)
     if save:
         schema.to_json(save)
-    if as_json:
+    if as_json and not pii_only:
         click.echo(schema.to_json())
         return
+    from synthkit.prepare.pii import scan_pii
+
+    findings = {f.column: f for f in scan_pii(frame, schema)}
+    if pii_only:
+        _print_pii(source, frame.height, list(findings.values()), as_json=as_json)
+        return
     nulls = frame.null_count().row(0, named=True)
-    table = Table(title=f"{source}: {frame.height:,} rows × {frame.width} columns")
+    what = redact(source) + (f" table {table}" if table else "")
+    shown = Table(title=f"{what}: {frame.height:,} rows × {frame.width} columns")
     for col in ("column", "kind", "dtype", "nulls", "details"):
-        table.add_column(col)
+        shown.add_column(col)
     for c in schema:
         details = []
-        if c.pii is not None:
-            details.append(f"PII: {c.pii.value}")
+        if c.name in findings:
+            details.append(findings[c.name].describe())
         if c.min is not None:
             details.append(f"range {c.min:g} … {c.max:g}")
         if c.datetime_format:
             details.append(f"format {c.datetime_format}")
+        if c.name == schema.primary_key:
+            details.append("primary key")
+        if c.references:
+            details.append(f"references {c.references}")
+        if c.categories:
+            details.append(f"categories {c.categories}")
+        if not c.nullable:
+            details.append("NOT NULL")
         kind = f"[red]{c.kind.value}[/]" if c.kind.value == "pii" else c.kind.value
-        table.add_row(c.name, kind, c.dtype, f"{nulls[c.name]:,}", ", ".join(details))
-    out.print(table)
+        shown.add_row(c.name, kind, c.dtype, f"{nulls[c.name]:,}", ", ".join(details))
+    out.print(shown)
+    pii_cols = [f for f in findings.values() if f.kind == "pii"]
+    spans = sum(sum(f.spans.values()) for f in findings.values())
+    if pii_cols or spans:
+        console.print(f"[red]PII[/]: {len(pii_cols)} column(s), {spans:,} span(s) in free text; "
+                      "see `synthkit inspect SOURCE --pii`. Handling applies in `synthkit run` "
+                      "(pipeline YAML pii: section).", highlight=False)
+
+
+def _print_pii(source: str, rows: int, findings: list[Any], *, as_json: bool) -> None:
+    """The PII findings of ``inspect --pii``: a table, or JSON for machines."""
+    from synthkit.connectors import redact
+
+    if as_json:
+        click.echo(json.dumps({"source": redact(source), "rows": rows,
+                               "findings": [f.to_dict() for f in findings]}, indent=2, sort_keys=True))
+        return
+    shown = Table(title=f"PII in {redact(source)}: {rows:,} rows")
+    for col in ("column", "kind", "evidence", "handling"):
+        shown.add_column(col, overflow="fold")
+    for f in findings:
+        if f.kind == "text":
+            evidence = (", ".join(f"{k} {v:,}" for k, v in f.spans.items()) + f" spans in "
+                        f"{f.rows_with_spans:,} rows") if f.spans else "no spans found"
+            what = "free text"
+        else:
+            what = f.pii or "other"
+            evidence = (f"{f.matched:,} of {f.checked:,} checked values valid" if f.source == "values"
+                        else "column name" if f.source == "name" else "declared in the schema")
+        shown.add_row(f.column, what, evidence, f.handling + (" (default)" if f.default else ""))
+    out.print(shown)
 
 
 # --- train --------------------------------------------------------------------------------
@@ -133,6 +224,9 @@ def inspect(source: str, as_json: bool, save: str | None) -> None:
               help="Model directory to write.")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
               help="Generator option, repeatable (e.g. --set epochs=300).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON file of generator options (e.g. best_config.json from `synthkit "
+                   "tune`); --set overrides it.")
 @click.option("--schema", "schema_file", type=click.Path(exists=True, dir_okay=False),
               help="Schema JSON (from `synthkit inspect --save`) instead of inferring one.")
 @click.option("--drop", multiple=True, help="Column to leave out, repeatable.")
@@ -143,9 +237,13 @@ def inspect(source: str, as_json: bool, save: str | None) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run from its checkpoints (neural generators keep them "
                    "in OUT.checkpoints unless --set checkpoint_dir=... says otherwise).")
+@_db_source_options
 @_handle_errors
-def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema_file: str | None,
-          drop: tuple[str, ...], holdout: float, seed: int, overwrite: bool, resume: bool) -> None:
+def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config_file: str | None,
+          schema_file: str | None,
+          drop: tuple[str, ...], holdout: float, seed: int, overwrite: bool, resume: bool,
+          table: str | None, query: str | None, limit: int | None, sample_rows: int | None,
+          password_env: str | None) -> None:
     """Train a generator on SOURCE and save it to a model directory.
 
     \b
@@ -153,21 +251,35 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema
       synthkit train data/wage.csv --generator tabular/copula --out models/wage
       synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae
       synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae --resume
+      synthkit train sqlite:///shop.db --table orders --sample 50000 --out models/orders
     """
-    from synthkit.connectors import read
     from synthkit.generators.registry import create, resolve
     from synthkit.prepare.split import split_holdout
     from synthkit.schema import Schema, infer_schema
 
     with _status("Training") as update:
         update("reading")
-        frame = read(source)
+        frame = _read_source(source, table, query, limit, sample_rows, password_env)
         if drop:
             frame = frame.drop(list(drop))
-        schema = Schema.from_json(schema_file) if schema_file else infer_schema(frame)
+        if schema_file:
+            schema = Schema.from_json(schema_file)
+        elif table is not None:  # the database's own facts (keys, NOT NULL, CHECK lists)
+            from synthkit.connectors.sql import read_schema
+
+            schema = read_schema(source, table=table, data=frame, password_env=password_env)
+        else:
+            schema = infer_schema(frame)
         train_part, _ = split_holdout(frame, fraction=holdout, seed=seed)
         update(f"fitting {name}")
-        config = {"seed": seed, **_parse_options(options)}
+        from_file: dict[str, Any] = {}
+        if config_file:
+            import yaml
+
+            from_file = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+            if not isinstance(from_file, dict):
+                raise click.BadParameter("expected a mapping of option: value", param_hint="--config")
+        config = {"seed": seed, **from_file, **_parse_options(options)}
         if resolve(name)[0].supports_resume:
             config.setdefault("checkpoint_dir", f"{out_dir.rstrip('/')}.checkpoints")
         gen = create(name, **config)
@@ -178,11 +290,74 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema
                   f"in {gen.fit_report_.get('fit_seconds', 0):.2f}s → {path}")
 
 
+# --- tune --------------------------------------------------------------------------------
+@main.command()
+@click.argument("source")
+@click.option("--generator", "-g", "name", required=True, help="Registry name to tune.")
+@click.option("--trials", default=20, show_default=True, help="Optuna trials to run.")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for tuning.json (every trial) and best_config.json.")
+@click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
+              help="Option fixed for every trial, repeatable (e.g. --set device=cpu).")
+@click.option("--space", "space_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON search space replacing the built-in one "
+                   "(option: {type: int|float|categorical, low, high, log, choices}).")
+@click.option("--holdout", default=0.2, show_default=True, help="Share of rows scored against.")
+@click.option("--time-budget", "time_budget", type=float, help="Seconds after which no trial starts.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_db_source_options
+@_handle_errors
+def tune(source: str, name: str, trials: int, out_dir: str, options: tuple[str, ...],
+         space_file: str | None, holdout: float, time_budget: float | None, seed: int,
+         as_json: bool, table: str | None, query: str | None, limit: int | None,
+         sample_rows: int | None, password_env: str | None) -> None:
+    """Search a generator's settings with Optuna; objective: quality.overall on a holdout.
+
+    \b
+    Example:
+      synthkit tune data/wage.csv -g tabular/tvae --trials 20 --out tuning/wage-tvae
+      synthkit train data/wage.csv -g tabular/tvae --config tuning/wage-tvae/best_config.json \\
+          --out models/wage
+    """
+    import yaml
+
+    from synthkit.tuning import tune as run_tune
+
+    space = None
+    if space_file:
+        space = yaml.safe_load(Path(space_file).read_text(encoding="utf-8"))
+    with _status("Tuning") as update:
+        update(f"reading {source}")
+        frame = _read_source(source, table, query, limit, sample_rows, password_env)
+        update(f"{trials} trials of {name}")
+        result = run_tune(frame, name, trials=trials, space=space, fixed=_parse_options(options),
+                          holdout_fraction=holdout, time_budget_s=time_budget, seed=seed)
+        path = result.save(out_dir)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+        return
+    table_out = Table("trial", "quality.overall", "seconds", "settings")
+    for t in result.trials:
+        table_out.add_row(str(t.number), "failed" if t.score is None else f"{t.score:.4f}",
+                          f"{t.seconds:.1f}", json.dumps(t.params, default=str))
+    console.print(table_out)
+    console.print(f"[green]Best[/] quality.overall {result.best_score:.4f} with "
+                  f"{json.dumps(result.best_config, default=str)} → {path / 'best_config.json'}")
+
+
 # --- sample -------------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @click.option("-n", "--rows", "n", type=int, required=True, help="Rows to generate.")
-@click.option("--out", "-o", "dest", required=True, help="Destination file (.parquet/.csv/.jsonl).")
+@click.option("--out", "-o", "dest", required=True,
+              help="Destination file (.parquet/.csv/.jsonl) or database URI (with --table).")
+@click.option("--table", "out_table", help="Database destination: the table to write.")
+@click.option("--mode", type=click.Choice(["create", "replace", "append"]), default=None,
+              help="Database destination: create (default), replace or append.")
+@click.option("--real-table", help="Database --real source: its table.")
+@click.option("--password-env", metavar="NAME",
+              help="Environment variable holding the database password (for --real and --out).")
 @click.option("--real", "real_source", required=True,
               help="The real data the model was trained on (whole source), for the quality and "
                    "privacy report the policy judges.")
@@ -208,8 +383,9 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], schema
 @click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @_handle_errors
-def sample(model: str, n: int, dest: str, real_source: str, holdout: float, split_seed: int,
-           drop: tuple[str, ...], policy: str, purpose: str | None, report: str | None,
+def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | None,
+           real_table: str | None, password_env: str | None, real_source: str, holdout: float,
+           split_seed: int, drop: tuple[str, ...], policy: str, purpose: str | None, report: str | None,
            audit_log: str | None, key: str | None, passphrase_env: str | None, seed: int | None,
            conditions: tuple[str, ...], rebalance: str | None, trust_pickle: bool, overwrite: bool,
            as_json: bool) -> None:
@@ -223,9 +399,10 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
       synthkit sample models/wage -n 5000 --out synth.parquet --real data/wage.csv \\
         --purpose "testing the payroll system" --report report.html \\
         --audit-log audit.jsonl --key keys/synthkit.key
-    Exit code 1 and nothing written when the policy refuses.
+    Exit code 1 and nothing written when the policy refuses. A database destination
+    (``--out postgresql://... --table t``) gets the rows in one transaction: all or nothing.
     """
-    from synthkit.connectors import read, write
+    from synthkit.connectors import is_database_uri, redact, write
     from synthkit.errors import DataError, GateRefusedError
     from synthkit.evaluate import evaluate
     from synthkit.frames import fingerprint
@@ -246,7 +423,8 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
         update("loading model")
         gen = load(model, trust_pickle=trust_pickle)
         update("reading real data")
-        real = read(real_source)
+        real = _read_source(real_source, real_table,
+                            password_env=password_env if is_database_uri(real_source) else None)
         if drop:
             real = real.drop(list(drop))
         train_part, holdout_part = split_holdout(real, fraction=holdout, seed=split_seed)
@@ -263,6 +441,15 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
             from synthkit.artifacts import manifest_hash
 
             manifest = manifest_hash(model)
+        sink_options: dict[str, Any] = {}
+        if is_database_uri(dest):
+            if not out_table:
+                raise click.UsageError("A database --out needs --table (the table to write).")
+            sink_options = {"table": out_table, "schema": gen.schema_, "password_env": password_env}
+            if mode:
+                sink_options["mode"] = mode
+        elif out_table or mode:
+            raise click.UsageError("--table and --mode apply to database destinations only.")
         parsed_conditions = _parse_conditions(conditions, gen) or None
         shares = _parse_rebalance(rebalance, gen)
         if shares is None:  # stream: bounded memory for any n
@@ -270,7 +457,7 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
                 gen, n, dest, real=train_part, holdout=holdout_part, policy=pol, purpose=purpose,
                 seed=seed, conditions=parsed_conditions, audit_log=audit_log,
                 private_key=private_key, model_manifest_hash=manifest, report_path=report,
-                overwrite=overwrite, on_stage=update,
+                overwrite=overwrite, on_stage=update, sink_options=sink_options,
             )
             decision = outcome.decision
         else:  # rebalancing shuffles across groups, so it is done in memory
@@ -288,11 +475,12 @@ def sample(model: str, n: int, dest: str, real_source: str, holdout: float, spli
                                            extra={"generator": gen.registry_name})
             if decision.passed:
                 update("writing")
-                write(synthetic, dest, decision=decision, overwrite=overwrite)
+                write(synthetic, dest, decision=decision, overwrite=overwrite, **sink_options)
     _print_decision(decision, as_json=as_json)
     if not decision.passed:
-        raise GateRefusedError(f"Policy '{decision.policy}' refused the data; {dest} was not written.")
-    console.print(f"[green]Wrote[/] {n:,} rows → {dest}")
+        raise GateRefusedError(f"Policy '{decision.policy}' refused the data; {redact(dest)} was not written.")
+    where = redact(dest) + (f" table {out_table}" if out_table else "")
+    console.print(f"[green]Wrote[/] {n:,} rows → {where}")
 
 
 def _typed_value(gen: Any, column: str, text: str) -> Any:
@@ -410,10 +598,14 @@ def run(pipeline_file: str, as_json: bool) -> None:
       synthkit run examples/wage_pipeline.yaml
     Exit code 1 and nothing written when the policy refuses.
     """
+    import warnings
+
     from synthkit.pipeline import Pipeline
+    from synthkit.prepare.pii_handling import PIIKeyWarning
 
     pipeline = Pipeline.from_yaml(pipeline_file)
-    with _status("Running pipeline") as update:
+    with _status("Running pipeline") as update, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PIIKeyWarning)  # _print_result says it once, plainly
         result = pipeline.run(on_stage=update, raise_on_refusal=False)
     _print_result(result, as_json=as_json)
     if not result.passed:
@@ -434,6 +626,14 @@ def _print_result(result: Any, *, as_json: bool = False) -> None:
         console.print(f"Report → {result.report_path}")
     if result.audit_record is not None:
         console.print(f"Audit record #{result.audit_record.seq} signed (key {result.audit_record.key_id})")
+    pii = getattr(result, "pii", None)
+    if pii is not None and pii.kept:
+        console.print(f"[yellow]PII kept[/] (learned as is; recorded in the audit): {', '.join(pii.kept)}",
+                      highlight=False)
+    if pii is not None and pii.key is not None and pii.key.ephemeral:
+        console.print("[yellow]PII key[/]: none declared, so a random one was used for this run; hash "
+                      "tokens and consistent fakes will not match other runs (pii: key_env or key_file).",
+                      highlight=False)
 
 
 # --- audit --------------------------------------------------------------------------------
