@@ -15,7 +15,11 @@ from synthkit.testing import check_generator
 FAST = {
     "tabular/ctgan": {"epochs": 2, "batch_size": 100, "progress": False},
     "tabular/tvae": {"epochs": 2, "batch_size": 100, "progress": False},
+    "tabular/argn": {"epochs": 2, "batch_size": 200, "embedding_dim": 32, "feedforward_dim": 64,
+                     "progress": False},
     "sdv/GaussianCopulaSynthesizer": {},
+    "tabular/auto": {"candidates": ["tabular/tvae"], "min_neural_rows": 10,
+                     "options": {"tabular/tvae": {"epochs": 2, "batch_size": 100}}},
 }
 #: A concrete name for each wildcard registration.
 WILDCARDS = {"sdv/*": "sdv/GaussianCopulaSynthesizer"}
