@@ -36,6 +36,7 @@ def _report(overall: float = 0.85) -> FakeReport:
             "quality.column_shapes": 0.9,
             "privacy.exact_copy_rate": 0.0,
             "privacy.dcr_share": 0.5,
+            "privacy.mia_auc": 0.5,
         }
     )
 

@@ -293,6 +293,7 @@ def test_value_and_summary_rows(halves_report: Report) -> None:
     assert set(halves_report.section("privacy")) == {
         "privacy.exact_copy_rate",
         "privacy.dcr_median",
+        "privacy.nndr_median",
     }
 
 

@@ -25,6 +25,7 @@ GOOD = {
     "quality.column_pair_trends": 0.8,
     "privacy.exact_copy_rate": 0.0,
     "privacy.dcr_share": 0.51,
+    "privacy.mia_auc": 0.52,
 }
 
 
@@ -59,7 +60,7 @@ rules:
 def test_default_pack_loads_with_expected_rules() -> None:
     assert "default" in list_packs()
     policy = load_policy("default")
-    assert (policy.name, policy.version) == ("default", "1.0.0")
+    assert (policy.name, policy.version) == ("default", "1.1.0")
     assert policy.purpose.required and policy.purpose.allowed is None
     rules = {r.metric: (r.op, r.threshold, r.severity) for r in policy.rules}
     assert rules == {
@@ -67,6 +68,7 @@ def test_default_pack_loads_with_expected_rules() -> None:
         "quality.column_shapes": (">=", 0.70, "block"),
         "privacy.exact_copy_rate": ("<=", 0.01, "block"),
         "privacy.dcr_share": ("<=", 0.60, "block"),
+        "privacy.mia_auc": ("<=", 0.60, "block"),
     }
     assert all(r.description and r.hint for r in policy.rules)
     names = {u.name for u in policy.prohibited_uses}
@@ -146,7 +148,7 @@ def test_gate_passes_good_report_and_binds_fingerprints() -> None:
     assert not decision.allows("sha256:" + "c" * 64)
     assert decision.policy_hash == load_policy("default").hash
     assert decision.decided_at.endswith("Z")
-    assert decision.summary().startswith("PASSED by policy default 1.0.0")
+    assert decision.summary().startswith("PASSED by policy default 1.1.0")
 
 
 @pytest.mark.parametrize("purpose", [None, "", "   \n "])
@@ -232,7 +234,7 @@ def test_none_nan_and_lookup_errors_fail_closed() -> None:
         def value(self, name: str) -> float | None:
             raise KeyError(name)
 
-    assert len(gate("default", Raising(dict(GOOD)), "testing").failed) == 4
+    assert len(gate("default", Raising(dict(GOOD)), "testing").failed) == 5
     decision = gate("default", _report(quality__overall=None), "testing")
     assert [f.rule for f in decision.failed] == ["quality-overall"]
     decision = gate("default", _report(quality__overall=math.nan), "testing")

@@ -8,6 +8,7 @@ refer to. Nothing here knows how the synthetic data was made.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,7 +16,8 @@ import numpy as np
 import polars as pl
 
 from synthkit.errors import ConfigError, SchemaError
-from synthkit.evaluate import privacy, quality
+from synthkit.evaluate import quality
+from synthkit.evaluate.privacy_metrics import privacy_section
 from synthkit.evaluate.report import Metric, Report
 from synthkit.frames import check_table, fingerprint, normalise_missing, to_polars
 from synthkit.schema import Column, ColumnKind, Schema, infer_schema
@@ -43,11 +45,18 @@ def evaluate(
     sdmetrics: bool = True,
     max_rows: int = 50_000,
     synthetic_of: tuple[str, int] | None = None,
+    quasi_identifiers: Sequence[str] | None = None,
+    anonymity_k: int = 5,
+    anonymeter: bool = False,
+    anonymeter_attacks: int = 500,
+    pii_reference: Any = None,
+    pii_schema: Schema | None = None,
 ) -> Report:
     """Compare ``synthetic`` with ``real`` (the training data) and return a :class:`Report`.
 
     ``holdout`` is real data the generator never saw; with it the report adds the DCR share
-    (are synthetic rows closer to training rows than to unseen ones?). Columns of kind id,
+    (are synthetic rows closer to training rows than to unseen ones?) and membership-inference
+    attacks (can training rows be told from unseen ones?). Columns of kind id,
     pii and text are left out and listed in ``report.excluded``. Pairwise and privacy parts
     use at most ``max_rows`` rows per table (a seeded sample); ``sdmetrics=False`` skips the
     SDMetrics cross-check score.
@@ -55,9 +64,20 @@ def evaluate(
     ``synthetic_of=(fingerprint, n_rows)`` says that ``synthetic`` is a uniform random sample of
     a larger synthetic table (streamed, too large to hold): the report then speaks for, and a
     policy Decision binds to, that whole table.
+
+    ``quasi_identifiers`` (added to the columns the schema marks ``quasi_identifier``) adds
+    k-anonymity of the synthetic output over those columns, with ``anonymity_k`` as the k.
+    ``anonymeter=True`` (needs a holdout and the ``synthkit[anonymeter]`` extra; slow) adds
+    anonymeter's singling-out, linkability and attribute-inference risks, ``anonymeter_attacks``
+    attacks each.
+
+    ``privacy.pii_verbatim`` counts the real identifiers (emails, phone and card numbers, ...)
+    found verbatim in the synthetic data. They are taken from ``pii_reference`` with
+    ``pii_schema`` (the data and schema *before* PII handling; default ``real`` and ``schema``).
     """
     if max_rows < 2:
         raise ConfigError(f"max_rows must be at least 2, got {max_rows}.", hint="Use e.g. 50_000.")
+    _check_privacy_options(holdout, anonymity_k, anonymeter, anonymeter_attacks)
     real_raw = _as_table(real, "real data")
     synth_raw = _as_table(synthetic, "synthetic data")
     hold_raw = _as_table(holdout, "holdout data") if holdout is not None else None
@@ -78,6 +98,7 @@ def evaluate(
         frames["holdout data"] = hold_raw
     for what, df in frames.items():
         _check_columns(df, learned, what)
+    qis, qi_notes = _quasi_identifiers(schema, learned, quasi_identifiers)
 
     real_c = quality.canonical_frame(normalise_missing(real_raw), learned)
     synth_c = quality.canonical_frame(normalise_missing(synth_raw), learned)
@@ -101,10 +122,31 @@ def evaluate(
     metrics["quality.sdmetrics_score"] = _sdmetrics_metric(
         real_raw, synth_raw, schema, learned, enabled=sdmetrics, max_rows=max_rows, seed=seed
     )
-    metrics |= _privacy_metrics(real_c, synth_c, hold_c, real_s, synth_s, hold_s, learned, seed)
+    private = privacy_section(
+        real_c,
+        synth_c,
+        hold_c,
+        real_s,
+        synth_s,
+        hold_s,
+        learned,
+        seed=seed,
+        quasi_identifiers=qis,
+        anonymity_k=anonymity_k,
+        anonymeter_attacks=anonymeter_attacks if anonymeter else None,
+    )
+    metrics |= private.metrics
+    from synthkit.evaluate.pii_leaks import pii_leak_metrics
+
+    metrics |= pii_leak_metrics(
+        _as_table(pii_reference, "PII reference data") if pii_reference is not None else real_raw,
+        pii_schema if pii_schema is not None else schema, synth_raw, max_rows=max_rows, seed=seed,
+    )
+    notes += qi_notes + private.notes
     if hold_raw is None:
         notes.append(
-            "No holdout given: privacy.dcr_share and privacy.dcr_holdout_median are absent."
+            "No holdout given: privacy.dcr_share, privacy.dcr_holdout_median and the "
+            "membership-inference AUCs (privacy.mia_*) are absent."
         )
     synth_fp, n_synth = fingerprint(synth_raw), synth_raw.height
     if synthetic_of is not None:
@@ -130,7 +172,10 @@ def evaluate(
         schema=schema.to_dict(),
         distributions=quality.distributions(real_c, synth_c, learned),
         correlations=correlations,
-        settings={"seed": seed, "max_rows": max_rows, "sdmetrics": sdmetrics},
+        dcr_distribution=private.dcr_distribution,
+        settings={"seed": seed, "max_rows": max_rows, "sdmetrics": sdmetrics}
+        | ({"quasi_identifiers": qis, "anonymity_k": anonymity_k} if qis else {})
+        | ({"anonymeter_attacks": anonymeter_attacks} if anonymeter else {}),
         notes=notes,
     )
 
@@ -156,6 +201,58 @@ def _check_columns(df: pl.DataFrame, learned: list[Column], what: str) -> None:
             hint="Evaluate frames with the same columns, or pass a schema without those columns "
             "(schema.select([...])).",
         )
+
+
+def _check_privacy_options(holdout: Any, k: int, anonymeter: bool, attacks: int) -> None:
+    if k < 2:
+        raise ConfigError(f"anonymity_k must be at least 2, got {k}.", hint="Use e.g. 5 or 10.")
+    if attacks < 1:
+        raise ConfigError(
+            f"anonymeter_attacks must be at least 1, got {attacks}.", hint="Use e.g. 500."
+        )
+    if anonymeter:
+        if holdout is None:
+            raise ConfigError(
+                "anonymeter's risks need holdout rows: each attack on the training rows is "
+                "compared with the same attack on real rows the generator never saw.",
+                hint="Pass holdout=... (real rows kept out of training), or anonymeter=False.",
+            )
+        from synthkit.evaluate.anonymity import require_anonymeter
+
+        require_anonymeter()
+
+
+def _quasi_identifiers(
+    schema: Schema, learned: list[Column], extra: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """The quasi-identifiers to measure (schema-marked plus ``extra``) and notes on skipped ones."""
+    if isinstance(extra, str):
+        extra = [extra]
+    unknown = [n for n in extra or () if n not in schema]
+    if unknown:
+        raise SchemaError(
+            f"quasi_identifiers names columns the schema lacks: {unknown}.",
+            hint=f"Name columns of the schema: {schema.names}.",
+        )
+    learned_names = {c.name for c in learned}
+    not_learned = [n for n in extra or () if n not in learned_names]
+    if not_learned:
+        raise SchemaError(
+            f"quasi_identifiers names columns that are not compared: {not_learned}.",
+            hint="Quasi-identifiers must be numerical, categorical, boolean or datetime columns; "
+            "id, pii and text columns are generated fresh, never learned.",
+        )
+    wanted = set(schema.quasi_identifiers) | set(extra or ())
+    skipped = [n for n in schema.quasi_identifiers if n not in learned_names]
+    notes = (
+        [
+            f"Quasi-identifier column(s) {skipped} are not compared (id, pii or text: generated "
+            "fresh, never learned) and are left out of k-anonymity."
+        ]
+        if skipped
+        else []
+    )
+    return [c.name for c in learned if c.name in wanted], notes
 
 
 def _sample(df: pl.DataFrame | None, n: int, seed: int) -> pl.DataFrame | None:
@@ -269,70 +366,3 @@ def _sdmetrics_metric(
         threshold=0.8,
         note=note,
     )
-
-
-def _privacy_metrics(
-    real_c: pl.DataFrame,
-    synth_c: pl.DataFrame,
-    hold_c: pl.DataFrame | None,
-    real_s: pl.DataFrame,
-    synth_s: pl.DataFrame,
-    hold_s: pl.DataFrame | None,
-    learned: list[Column],
-    seed: int,
-) -> dict[str, Metric]:
-    copy_note = f"Rows compared on the {len(learned)} learned column(s)."
-    if hold_c is not None:
-        baseline = privacy.exact_copy_rate(real_c, hold_c)
-        copy_note += (
-            f" For reference, {baseline:.1%} of holdout rows also equal a training row "
-            "(duplicates that occur naturally in this data)."
-        )
-    out = {
-        "privacy.exact_copy_rate": Metric(
-            name="privacy.exact_copy_rate",
-            section="privacy",
-            value=round(privacy.exact_copy_rate(real_c, synth_c), 6),
-            meaning="Share of synthetic rows that are exact copies of a real training row.",
-            higher_is_better=False,
-            threshold=0.01,
-            note=copy_note,
-        )
-    }
-    dcr = privacy.closest_records(real_s, synth_s, hold_s, learned, seed=seed)
-    measured = (
-        "Mixed-type distance: numbers scaled by the real 1st-99th percentile range, a category "
-        f"mismatch costs 1. Measured for {dcr.n_queries:,} synthetic rows"
-    )
-    out["privacy.dcr_median"] = Metric(
-        name="privacy.dcr_median",
-        section="privacy",
-        value=round(dcr.median, 6),
-        meaning="Typical distance from a synthetic row to the closest real training row "
-        "(0 means copies; larger means less like any one real person).",
-        higher_is_better=True,
-        note=f"{measured} against {dcr.n_train:,} training rows.",
-    )
-    if dcr.share is None or dcr.holdout_median is None:
-        return out
-    out["privacy.dcr_share"] = Metric(
-        name="privacy.dcr_share",
-        section="privacy",
-        value=round(dcr.share, 6),
-        meaning="Share of synthetic rows closer to a training row than to any unseen real row; "
-        "about 0.5 is ideal, near 1 means the generator memorised its training data.",
-        higher_is_better=False,
-        threshold=0.6,
-        note=f"Training and holdout compared at equal size ({dcr.n_equal:,} rows each, "
-        f"seeded sample); exact ties count one half. {measured}.",
-    )
-    out["privacy.dcr_holdout_median"] = Metric(
-        name="privacy.dcr_holdout_median",
-        section="privacy",
-        value=round(dcr.holdout_median, 6),
-        meaning="Typical distance from a synthetic row to the closest unseen real row: "
-        "a reference for privacy.dcr_median.",
-        higher_is_better=False,
-        note=f"{measured} against {dcr.n_holdout:,} holdout rows.",
-    )
-    return out

@@ -43,6 +43,9 @@ def render_html(report: Report) -> str:
     heatmap = _heatmap_figure(report.correlations)
     if heatmap is not None:
         figures["fig-heatmap"] = heatmap
+    dcr = _dcr_figure(report.dcr_distribution)
+    if dcr is not None:
+        figures["fig-dcr"] = dcr
     return env.get_template("report.html.j2").render(
         report=report,
         cards=[_card(m) for m in report.metrics.values()],
@@ -51,6 +54,7 @@ def render_html(report: Report) -> str:
         n_pairs=len(report.pairs),
         distribution_ids=distribution_ids,
         has_heatmap=heatmap is not None,
+        dcr=report.dcr_distribution if dcr is not None else None,
         figures=figures,
         plotly_template=_template_json(),
         plotly_js=get_plotlyjs(),
@@ -160,6 +164,37 @@ def _heatmap_figure(correlations: dict[str, Any] | None) -> dict[str, Any] | Non
     fig.update_layout(height=size, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", tickangle=-60)
+    return _figure_json(fig)
+
+
+def _dcr_figure(dist: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Histogram of distances to the closest training (and holdout) row, one bar set each."""
+    if not dist or "train" not in dist:
+        return None
+    import plotly.graph_objects as go
+
+    edges = dist["edges"]
+    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    width = edges[1] - edges[0]
+    fig = go.Figure()
+    traces = (("train", "to the closest training row", _REAL_COLOUR),
+              ("holdout", "to the closest unseen (holdout) row", _SYNTH_COLOUR))
+    for key, label, colour in traces:
+        if dist.get(key) is None:
+            continue
+        fig.add_bar(
+            x=centres, y=dist[key], width=width, name=label, marker_color=colour, opacity=0.55,
+            hovertemplate="distance %{x:.3f}: %{y:.1%} of synthetic rows<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="overlay",
+        bargap=0,
+        height=320,
+        margin={"l": 50, "r": 10, "t": 30, "b": 50},
+        legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
+        xaxis={"title": {"text": "distance from a synthetic row (last bin: this far or more)"}},
+        yaxis={"title": {"text": "share of synthetic rows"}, "tickformat": ".0%"},
+    )
     return _figure_json(fig)
 
 

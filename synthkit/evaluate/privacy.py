@@ -1,39 +1,48 @@
 """Privacy: does the synthetic data copy, or sit suspiciously close to, the training rows?
 
-Three measures, all on the learned columns in their canonical form (see ``quality``):
+Measures on the learned columns in their canonical form (see ``quality``), with the mixed-type
+distance of :mod:`synthkit.evaluate.distance`:
 
 - exact copies: the share of synthetic rows equal to some training row (a hash join);
 - distance to closest record (DCR): for every synthetic row, the distance to its nearest
   training row, and, when a holdout of unseen real rows is given, to its nearest holdout row;
 - DCR share: how often the training row is the closer of the two (0.5 means the generator
-  is as close to unseen data as to its training data, i.e. it did not memorise).
+  is as close to unseen data as to its training data, i.e. it did not memorise);
+- nearest-neighbour distance ratio (NNDR): nearest over second-nearest training row; near 0
+  means a synthetic row points at one real record rather than at a crowd of similar ones.
 
-The distance is mixed-type Euclidean: numbers and datetimes are scaled to [0, 1] by the real
-data's 1st–99th percentile range (clipped), categories and booleans are one-hot with a
-mismatch costing 1, and a missing number costs 1 against a present one.
+Membership inference lives in ``attacks``, k-anonymity and anonymeter in ``anonymity``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from synthkit.evaluate.quality import is_continuous
+from synthkit.evaluate.distance import DistanceEncoder, nearest_distances, nearest_neighbours
 from synthkit.schema import Column
 
-#: Categories one-hot encoded per column (the most frequent in the real data); the rest share
-#: one "other" slot, which can only make distances smaller (the cautious direction).
-MAX_ONE_HOT = 50
+__all__ = [
+    "ClosestRecords",
+    "DistanceEncoder",
+    "closer_to_train_share",
+    "closest_records",
+    "equal_size",
+    "exact_copy_rate",
+    "nearest_distances",
+    "nn_distance_ratio",
+]
+
 #: Synthetic rows whose closest-record distances are measured (a seeded sample beyond this):
 #: medians and shares over 10,000 rows are exact to about ±0.01, and the cost stays bounded.
 MAX_QUERIES = 10_000
-#: Distance-matrix entries computed at once in the nearest-neighbour search (float32: 64 MiB).
-_BATCH_ELEMENTS = 1 << 24
+#: Bins of the stored DCR histogram (the HTML report plots it).
+DCR_BINS = 30
 _TIE = 1e-9
-_NULL = "\x00null"
 
 
 def exact_copy_rate(train: pl.DataFrame, synthetic: pl.DataFrame) -> float:
@@ -43,97 +52,13 @@ def exact_copy_rate(train: pl.DataFrame, synthetic: pl.DataFrame) -> float:
     return copies.height / synthetic.height
 
 
-@dataclass(frozen=True)
-class DistanceEncoder:
-    """Turns rows into vectors whose Euclidean distance is the mixed-type row distance."""
+def nn_distance_ratio(distances: np.ndarray) -> np.ndarray:
+    """Nearest over second-nearest distance per row (``distances`` is n × 2, nearest first).
 
-    columns: tuple[Column, ...]
-    lows: dict[str, float]
-    spans: dict[str, float]
-    with_null_flag: frozenset[str]
-    slots: dict[str, dict[str, int]]
-
-    @classmethod
-    def fit(
-        cls, real: pl.DataFrame, others: Sequence[pl.DataFrame], columns: Sequence[Column]
-    ) -> DistanceEncoder:
-        """Learn scales and category slots from ``real``; null flags from every frame."""
-        lows, spans, slots, flags = {}, {}, {}, set()
-        for col in columns:
-            r = real.get_column(col.name)
-            if is_continuous(col):
-                x = r.drop_nulls().to_numpy()
-                lo, hi = np.quantile(x, [0.01, 0.99]) if x.size else (0.0, 1.0)
-                if hi <= lo and x.size:
-                    lo, hi = float(x.min()), float(x.max())
-                lows[col.name], spans[col.name] = float(lo), float(hi - lo) if hi > lo else 1.0
-                if any(f.get_column(col.name).null_count() for f in (real, *others)):
-                    flags.add(col.name)
-            else:
-                counts = (
-                    r.fill_null(_NULL)
-                    .value_counts(name="n")
-                    .sort(["n", col.name], descending=[True, False])
-                    .head(MAX_ONE_HOT)
-                )
-                labels = counts.get_column(col.name).to_list()
-                slots[col.name] = {label: i for i, label in enumerate(labels)}
-        return cls(tuple(columns), lows, spans, frozenset(flags), slots)
-
-    @property
-    def width(self) -> int:
-        """Length of an encoded row."""
-        n = 0
-        for col in self.columns:
-            if is_continuous(col):
-                n += 1 + (col.name in self.with_null_flag)
-            else:
-                n += len(self.slots[col.name]) + 1
-        return n
-
-    def transform(self, df: pl.DataFrame) -> np.ndarray:
-        """Encode ``df`` (canonical form) as a float32 matrix, one row per row."""
-        out = np.zeros((df.height, self.width), dtype=np.float32)
-        rows = np.arange(df.height)
-        at = 0
-        for col in self.columns:
-            s = df.get_column(col.name)
-            if is_continuous(col):
-                x = s.to_numpy().astype(np.float64)
-                missing = np.isnan(x)
-                scaled = np.clip((x - self.lows[col.name]) / self.spans[col.name], 0.0, 1.0)
-                out[:, at] = np.where(missing, 0.0, scaled)
-                at += 1
-                if col.name in self.with_null_flag:
-                    out[:, at] = missing
-                    at += 1
-            else:
-                slots = self.slots[col.name]
-                code = (
-                    s.fill_null(_NULL)
-                    .replace_strict(slots, default=len(slots), return_dtype=pl.Int64)
-                    .to_numpy()
-                )
-                out[rows, at + code] = np.sqrt(0.5)
-                at += len(slots) + 1
-        return out
-
-
-def nearest_distances(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Euclidean distance from each query row to its nearest reference row.
-
-    The search runs in float32 batches (||q||² − 2 q·r + ||r||², bounded memory); the winner's
-    distance is then recomputed exactly in float64, so an exact copy measures 0.
+    A row equal to two or more reference rows gets 1: it matches a crowd, not one record.
     """
-    ref_norm = (reference.astype(np.float32) ** 2).sum(axis=1)
-    batch = max(1, _BATCH_ELEMENTS // max(len(reference), 1))
-    out = np.empty(len(queries), dtype=np.float64)
-    for start in range(0, len(queries), batch):
-        q = queries[start : start + batch]
-        nearest = (ref_norm[None, :] - 2.0 * (q @ reference.T)).argmin(axis=1)
-        diff = q.astype(np.float64) - reference[nearest].astype(np.float64)
-        out[start : start + len(q)] = np.sqrt((diff * diff).sum(axis=1))
-    return out
+    d1, d2 = distances[:, 0], distances[:, 1]
+    return np.divide(d1, d2, out=np.ones_like(d1), where=d2 > _TIE)
 
 
 def closer_to_train_share(d_train: np.ndarray, d_holdout: np.ndarray) -> float:
@@ -161,10 +86,13 @@ class ClosestRecords:
     median: float
     n_train: int
     n_queries: int
+    nndr_median: float | None = None
     share: float | None = None
     holdout_median: float | None = None
+    holdout_nndr_median: float | None = None
     n_equal: int | None = None
     n_holdout: int | None = None
+    distribution: dict[str, Any] | None = None
 
 
 def closest_records(
@@ -175,7 +103,7 @@ def closest_records(
     *,
     seed: int,
 ) -> ClosestRecords:
-    """DCR of synthetic rows to train (and holdout): medians and, with a holdout, the share.
+    """DCR and NNDR of synthetic rows to train (and holdout); with a holdout, the DCR share.
 
     The share compares train and holdout at equal size (the larger one subsampled, seeded),
     so that 0.5 means "no closer to training rows than to unseen ones" whatever the sizes.
@@ -185,20 +113,58 @@ def closest_records(
     others = [synthetic] + ([holdout] if holdout is not None else [])
     encoder = DistanceEncoder.fit(train, others, columns)
     x_train, x_syn = encoder.transform(train), encoder.transform(synthetic)
-    median = float(np.median(nearest_distances(x_syn, x_train)))
+    two = min(2, len(x_train))
+    near, _ = nearest_neighbours(x_syn, x_train, k=two)
+    d_train = near[:, 0]
+    nndr = float(np.median(nn_distance_ratio(near))) if two == 2 else None
+    result = {
+        "median": float(np.median(d_train)),
+        "n_train": len(x_train),
+        "n_queries": len(x_syn),
+        "nndr_median": nndr,
+    }
     if holdout is None:
-        return ClosestRecords(median=median, n_train=len(x_train), n_queries=len(x_syn))
+        return ClosestRecords(**result, distribution=dcr_histogram(d_train, None))
     x_hold = encoder.transform(holdout)
     train_eq, hold_eq = equal_size(x_train, x_hold, np.random.default_rng(seed))
-    share = closer_to_train_share(
-        nearest_distances(x_syn, train_eq), nearest_distances(x_syn, hold_eq)
-    )
+    d_train_eq, d_hold_eq = nearest_distances(x_syn, train_eq), nearest_distances(x_syn, hold_eq)
+    if two == 2:
+        hold_near, _ = nearest_neighbours(x_hold, x_train, k=2)
+        result["holdout_nndr_median"] = float(np.median(nn_distance_ratio(hold_near)))
     return ClosestRecords(
-        median=median,
-        n_train=len(x_train),
-        n_queries=len(x_syn),
-        share=share,
+        **result,
+        share=closer_to_train_share(d_train_eq, d_hold_eq),
         holdout_median=float(np.median(nearest_distances(x_syn, x_hold))),
         n_equal=len(train_eq),
         n_holdout=len(x_hold),
+        distribution=dcr_histogram(d_train_eq, d_hold_eq),
     )
+
+
+def dcr_histogram(d_train: np.ndarray, d_holdout: np.ndarray | None) -> dict[str, Any]:
+    """Shares of synthetic rows per distance bin, to train (and to holdout), with quantiles.
+
+    Bins are shared and span 0 to the larger 99.5th percentile; rows beyond it fall in the last.
+    """
+    parts = {"train": d_train} | ({"holdout": d_holdout} if d_holdout is not None else {})
+    top = max(float(np.quantile(d, 0.995)) for d in parts.values())
+    edges = np.linspace(0.0, top if top > 0 else 1.0, DCR_BINS + 1)
+    out: dict[str, Any] = {
+        "edges": [round(float(e), 6) for e in edges],
+        "n": len(d_train),
+        "holdout": None,
+        "holdout_quantiles": None,
+        "holdout_zero_share": None,
+    }
+    for name, d in parts.items():
+        counts = np.bincount(
+            np.clip(np.searchsorted(edges, d, side="right") - 1, 0, DCR_BINS - 1),
+            minlength=DCR_BINS,
+        )
+        q = np.quantile(d, [0.01, 0.05, 0.25, 0.5])
+        out[name] = [round(float(c), 6) for c in counts / len(d)]
+        out[f"{name}_quantiles"] = {
+            k: round(float(v), 6) for k, v in zip(("p01", "p05", "p25", "p50"), q, strict=True)
+        }
+        out[f"{name}_zero_share"] = round(float((d <= _TIE).mean()), 6)
+    return out

@@ -29,6 +29,15 @@ METRIC_ORDER = (
     "privacy.dcr_share",
     "privacy.dcr_median",
     "privacy.dcr_holdout_median",
+    "privacy.nndr_median",
+    "privacy.mia_auc",
+    "privacy.mia_distance_auc",
+    "privacy.mia_density_auc",
+    "privacy.singling_out_risk",
+    "privacy.linkability_risk",
+    "privacy.attribute_inference_risk",
+    "privacy.k_anonymity",
+    "privacy.k_anonymity_share_below_k",
 )
 _SECTION_ORDER = {"quality": 0, "privacy": 1}
 
@@ -88,6 +97,11 @@ class Report(BaseModel):
     )
     correlations: dict[str, Any] | None = Field(
         None, description="Real and synthetic Pearson matrices of the continuous columns."
+    )
+    dcr_distribution: dict[str, Any] | None = Field(
+        None,
+        description="Binned distances from synthetic rows to their closest training (and "
+        "holdout) row, with quantiles: the HTML plots it.",
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="seed, max_rows, ...")
     notes: list[str] = Field(default_factory=list)
