@@ -187,3 +187,42 @@ def test_cli_trains_a_private_model(wage_small, tmp_path):
     assert result.exit_code == 0, result.output
     privacy = sk.load(tmp_path / "model").fit_report_["privacy"]
     assert privacy["differential_privacy"] and 0 < privacy["epsilon"] <= 8.0
+
+
+def test_membership_inference_catches_an_overfit_model_not_a_private_one(wage):
+    """Same 60 rows, same network: the overfit model leaks membership, the DP one does not."""
+    import torch
+
+    from synthkit.evaluate import evaluate
+
+    rows = wage.sample(fraction=1.0, shuffle=True, seed=21)
+    train, holdout = rows[:60], rows[60:1060]
+    # public domain knowledge: category sets and value ranges (no budget spent on them)
+    columns = []
+    for c in infer_schema(wage):
+        if c.kind.value == "categorical":
+            c = c.model_copy(update={"categories": sorted(wage[c.name].drop_nulls().unique())})
+        elif c.kind.value == "numerical":
+            c = c.model_copy(update={"public_bounds": True})
+        columns.append(c)
+    schema = infer_schema(wage).model_copy(update={"columns": columns})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        overfit = TVAEGenerator(epochs=1200, batch_size=60, loss_factor=20.0, seed=0, progress=False)
+        overfit.fit(train, schema=schema)
+        private = TVAEGenerator(epochs=200, batch_size=30, loss_factor=20.0, seed=0, progress=False,
+                                dp={"epsilon": 3.0, "delta": 1e-3})
+        private.fit(train, schema=schema)
+    finally:
+        torch.set_num_threads(before)
+
+    def auc(gen: TVAEGenerator) -> float:
+        report = evaluate(train, gen.sample(1000, seed=0), schema, holdout, sdmetrics=False)
+        return float(report.value("privacy.mia_auc"))
+
+    overfit_auc, private_auc = auc(overfit), auc(private)
+    assert overfit_auc > 0.7
+    assert private_auc < 0.65
+    assert overfit_auc > private_auc + 0.15
+    assert private.fit_report_["privacy"]["epsilon"] <= 3.0 + 1e-6
