@@ -18,6 +18,20 @@ A pipeline file::
     report: out/report.html
     model: out/model
     audit: {log: out/audit.jsonl, private_key: keys/synthkit.key}
+    pii:                                  # optional; every pii/text column has a safe default
+      key_env: SYNTHKIT_PII_KEY           # or key_file: keys/pii.key (never written anywhere)
+      columns:
+        email: hash
+        dob: {handling: generalise, date_unit: month}
+        customer_code: {pii: other, handling: fake, consistent: true}
+        notes: redact
+
+Database sources and sinks are mappings with a ``uri`` and their options (the password comes
+from the URI, ``password_env``, PGPASSWORD or a .pgpass-style file; records show it as ***)::
+
+    source: {uri: "postgresql://analyst@db:5432/shop", table: orders, sample: 50000,
+             password_env: SHOP_DB_PASSWORD}
+    sink: {uri: "postgresql://writer@db:5432/shop", table: orders_synth, mode: replace}
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ from typing import Any
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthkit.errors import ConfigError, GateRefusedError
 
@@ -59,6 +73,58 @@ class AuditSpec(BaseModel):
     )
 
 
+class PIISpec(BaseModel):
+    """Personal data: per-column handling, and the key behind hash tokens and consistent fakes.
+
+    ``columns`` maps a column to a handling (``drop``, ``fake``, ``hash``, ``generalise``,
+    ``keep``; text also ``redact``) or to a mapping with ``handling``, options
+    (:class:`synthkit.schema.PIIOptions`) and, to mark a column as personal data, ``pii``.
+    The key comes from ``key_env`` or ``key_file``; without one a random key is made per run.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    key_env: str | None = Field(None, description="Environment variable holding the PII key.")
+    key_file: str | None = Field(None, description="File holding the PII key.")
+    locale: str | None = Field(None, description="Faker locale for fakes (default en_US).")
+
+    @model_validator(mode="after")
+    def _valid_rules(self) -> PIISpec:
+        from synthkit.schema import PIIOptions
+
+        if self.key_env and self.key_file:
+            raise ValueError("give the PII key by key_env or by key_file, not both")
+        for name, overrides in self.overrides().items():
+            try:
+                PIIOptions(**overrides.get("pii_options", {}))
+            except ValidationError as exc:
+                raise ValueError(f"column {name}: {exc.errors()[0]['msg']} "
+                                 f"({'.'.join(map(str, exc.errors()[0]['loc']))})") from exc
+        return self
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """The schema overrides the column rules stand for."""
+        from synthkit.schema import PIIHandling
+
+        out: dict[str, dict[str, Any]] = {}
+        for name, rule in self.columns.items():
+            spec = {"handling": rule} if isinstance(rule, str) else dict(rule)
+            handling = spec.pop("handling", None)
+            if handling is None:
+                raise ValueError(f"column {name}: no handling given")
+            if handling not in {h.value for h in PIIHandling}:
+                raise ValueError(f"column {name}: unknown handling {handling!r}; use one of "
+                                 f"{[h.value for h in PIIHandling]}")
+            over: dict[str, Any] = {"pii_handling": handling}
+            if "pii" in spec:
+                over.update(kind="pii", pii=spec.pop("pii"))
+            if spec:
+                over["pii_options"] = spec
+            out[name] = over
+        return out
+
+
 class PipelineConfig(BaseModel):
     """Everything one run needs; relative paths are resolved against ``base_dir``."""
 
@@ -83,11 +149,32 @@ class PipelineConfig(BaseModel):
     policy: str = "default"
     purpose: str | None = None
     sink: str | None = None
+    sink_options: dict[str, Any] = Field(
+        default_factory=dict, description="Database sink options: table, mode, password_env, ..."
+    )
     overwrite: bool = False
     report: str | None = None
     model: str | None = None
     audit: AuditSpec | None = None
+    pii: PIISpec = Field(default_factory=PIISpec)
     base_dir: str = "."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _uri_mappings(cls, data: Any) -> Any:
+        """``source: {uri: ..., table: ...}`` (and the same for ``sink``) → uri plus options."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in ("source", "sink"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                spec = dict(value)
+                if "uri" not in spec:
+                    raise ValueError(f"{key} given as a mapping needs a 'uri' (e.g. sqlite:///shop.db)")
+                data[key] = spec.pop("uri")
+                data[f"{key}_options"] = {**data.get(f"{key}_options", {}), **spec}
+        return data
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PipelineConfig:
@@ -126,6 +213,10 @@ class PipelineConfig(BaseModel):
         p = Path(value).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
 
+    def location(self, value: str) -> str:
+        """A source or sink as the connectors take it: URIs unchanged, paths resolved."""
+        return value if "://" in value else str(self.path(value))
+
 
 @dataclass
 class PipelineResult:
@@ -137,10 +228,11 @@ class PipelineResult:
     report: Any
     decision: Any
     audit_record: Any | None = None
-    written: Path | None = None
+    written: Any = None  # a Path, or a connectors.sql.WrittenTable for a database sink
     report_path: Path | None = None
     model_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    pii: Any = None  # synthkit.prepare.pii_handling.PreparedPII: what was done to personal data
 
     @property
     def passed(self) -> bool:
@@ -194,9 +286,12 @@ class Pipeline:
         if cfg.audit is not None:
             passphrase = os.environ.get(cfg.audit.passphrase_env) if cfg.audit.passphrase_env else None
             private_key = load_private_key(cfg.path(cfg.audit.private_key), passphrase=passphrase)
+        from synthkit.prepare.pii_handling import PIIKey, prepare_pii
+
+        pii_key = PIIKey.resolve(key_env=cfg.pii.key_env, key_file=cfg.path(cfg.pii.key_file))
 
         stage("read")
-        frame = to_polars(data) if data is not None else read(str(cfg.path(cfg.source)), **cfg.source_options)
+        frame = to_polars(data) if data is not None else read(cfg.location(cfg.source), **cfg.source_options)
         if cfg.drop_columns:
             missing = [c for c in cfg.drop_columns if c not in frame.columns]
             if missing:
@@ -205,6 +300,11 @@ class Pipeline:
 
         stage("schema")
         schema = self._schema(frame)
+
+        stage("pii")  # before training: drop, fake, hash, generalise or keep personal data
+        prepared = prepare_pii(frame, schema, key=pii_key, seed=cfg.seed, locale=cfg.pii.locale)
+        raw_frame, raw_schema = frame, schema
+        frame, schema = prepared.frame, prepared.schema
 
         stage("split")
         train, holdout = split_holdout(frame, fraction=cfg.holdout, seed=cfg.seed)
@@ -225,9 +325,11 @@ class Pipeline:
         synthetic = generator.sample(
             n, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
         )
+        synthetic = prepared.scrub(synthetic, seed=cfg.seed)  # no real value by coincidence
 
         stage("evaluate")
-        report = evaluate(train, synthetic, schema, holdout=holdout, seed=cfg.seed)
+        report = evaluate(train, synthetic, schema, holdout=holdout, seed=cfg.seed,
+                          pii_reference=raw_frame, pii_schema=raw_schema)
         report_path = None
         if cfg.report:
             report_path = cfg.path(cfg.report)
@@ -243,13 +345,15 @@ class Pipeline:
                 private_key=private_key,
                 report=report,
                 model_manifest_hash=manifest_hash,
-                extra={"generator": generator.registry_name, "source_rows": frame.height},
+                extra={"generator": generator.registry_name, "source_rows": frame.height,
+                       **self._lineage(), "pii": prepared.to_dict()},
             )
 
         stage("write")
         written = None
         if decision.passed and cfg.sink:
-            written = write(synthetic, str(cfg.path(cfg.sink)), decision=decision, overwrite=cfg.overwrite)
+            written = write(synthetic, cfg.location(cfg.sink), decision=decision, overwrite=cfg.overwrite,
+                            **self._sink_options(schema))
         stage("done")
         timings = {a: round(tb - ta, 3) for (a, ta), (_, tb) in zip(marks, marks[1:], strict=False)}
         result = PipelineResult(
@@ -263,6 +367,7 @@ class Pipeline:
             report_path=report_path,
             model_path=model_path,
             timings=timings,
+            pii=prepared,
         )
         if not decision.passed and raise_on_refusal:
             failed = "; ".join(f.message for f in decision.failed)
@@ -280,11 +385,64 @@ class Pipeline:
         if cfg.schema_file:
             schema = Schema.from_json(cfg.path(cfg.schema_file))
             schema.check_frame(frame)
+        elif self._source_table() is not None:  # the database states types, keys, NOT NULL
+            from synthkit.connectors.sql import read_schema
+
+            opts = cfg.source_options
+            schema = read_schema(cfg.source, table=opts["table"], data=frame, db_schema=opts.get("db_schema"),
+                                 password_env=opts.get("password_env"))
         else:
             schema = infer_schema(frame)
         if cfg.schema_overrides:
             schema = schema.with_overrides(cfg.schema_overrides)
+        if cfg.pii.columns:
+            unknown = [c for c in cfg.pii.columns if c not in schema]
+            if unknown:
+                raise ConfigError(f"pii.columns names columns the data lacks: {unknown}.",
+                                  hint=f"Columns: {schema.names}")
+            schema = schema.with_overrides(cfg.pii.overrides())
         return schema
+
+
+    def _source_table(self) -> str | None:
+        from synthkit.connectors import is_database_uri
+
+        cfg = self.config
+        return cfg.source_options.get("table") if is_database_uri(cfg.source) else None
+
+    def _sink_options(self, schema: Any) -> dict[str, Any]:
+        """Options for a database sink: its own, the Schema, and the source table's column types."""
+        from synthkit.connectors import is_database_uri
+
+        cfg = self.config
+        if not cfg.sink or not is_database_uri(cfg.sink):
+            return {}
+        options: dict[str, Any] = {"schema": schema, **cfg.sink_options}
+        table = self._source_table()
+        same_kind = cfg.source.split(":", 1)[0].split("+")[0] == cfg.sink.split(":", 1)[0].split("+")[0]
+        if table is not None and same_kind and "sql_types" not in options:  # source's own types
+            from synthkit.connectors.sql import column_types
+
+            src = cfg.source_options
+            types = column_types(cfg.source, table, db_schema=src.get("db_schema"),
+                                 password_env=src.get("password_env"))
+            options["sql_types"] = {c: t for c, t in types.items() if c in schema.names}
+        return options
+
+    def _lineage(self) -> dict[str, Any]:
+        """Where the data came from and went, for the audit record; passwords redacted."""
+        from synthkit.connectors import redact
+
+        cfg = self.config
+        out: dict[str, Any] = {"source": redact(cfg.source)}
+        for key in ("table", "query"):
+            if key in cfg.source_options:
+                out[f"source_{key}"] = str(cfg.source_options[key])
+        if cfg.sink:
+            out["sink"] = redact(cfg.sink)
+            if "table" in cfg.sink_options:
+                out["sink_table"] = str(cfg.sink_options["table"])
+        return out
 
 
 @dataclass
@@ -294,7 +452,7 @@ class GatedSample:
     report: Any
     decision: Any
     audit_record: Any | None
-    written: Path | None
+    written: Any  # a Path, or a connectors.sql.WrittenTable for a database sink; None if refused
     n: int
     seed: int
 
@@ -318,6 +476,7 @@ def sample_to_sink(
     report_path: str | Path | None = None,
     overwrite: bool = False,
     on_stage: StageCallback | None = None,
+    sink_options: dict[str, Any] | None = None,
 ) -> GatedSample:
     """Sample ``n`` rows in bounded memory, gate them, and stream them to ``destination``.
 
@@ -325,6 +484,7 @@ def sample_to_sink(
     uniform sample of ``eval_rows`` for the report; the policy judges that report; the second
     regenerates the identical batches into the sink, which checks they are exactly the rows
     that were judged. Memory stays at one batch plus the evaluation sample, whatever ``n``.
+    ``sink_options`` go to the sink (a database's ``table``, ``mode``, ``schema``).
     """
     import numpy as np
 
@@ -367,6 +527,6 @@ def sample_to_sink(
         stage("writing")
         written = write_batches(
             generator.sample_batches(n, batch_size=batch_size, conditions=conditions, seed=seed),
-            destination, decision=decision, overwrite=overwrite,
+            destination, decision=decision, overwrite=overwrite, **(sink_options or {}),
         )
     return GatedSample(report, decision, record, written, n, seed)

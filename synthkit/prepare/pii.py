@@ -1,96 +1,121 @@
-"""PII detection: decide from a column's name and sampled values whether it holds personal data.
+"""Personal data in one import: detection, free-text spans, handling, and a per-column scan.
 
-Values are checked with vectorised regular expressions first; identifiers with check digits
-(credit cards, IBANs) are then validated with python-stdnum so a column of random digits is not
-flagged. A column is PII when most of its sampled values match one kind.
+* :mod:`synthkit.prepare.pii_detect` decides which columns hold PII (names, validated values);
+* :mod:`synthkit.prepare.pii_text` finds PII spans inside free text and replaces them;
+* :mod:`synthkit.prepare.pii_handling` applies drop / fake / hash / generalise / keep before
+  training (``prepare_pii``), keyed by a :class:`PIIKey`;
+* :func:`scan_pii` reports, per column, what was found, how many values or spans agree, and the
+  handling that will apply: what ``synthkit inspect`` shows.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
-from synthkit.schema import PIIKind
+from synthkit.prepare.pii_detect import (
+    MATCH_SHARE,
+    PIIDetection,
+    detect_pii,
+    detect_pii_kind,
+    kind_from_name,
+)
+from synthkit.prepare.pii_handling import (
+    PIIAction,
+    PIIKey,
+    PIIKeyWarning,
+    PreparedPII,
+    fake_values,
+    generalise,
+    hash_values,
+    prepare_pii,
+    redact_text,
+)
+from synthkit.prepare.pii_text import (
+    SPAN_KINDS,
+    TextScan,
+    count_spans,
+    placeholder,
+    replace_spans,
+    scan_text,
+)
+from synthkit.schema import ColumnKind, Schema, infer_schema
 
-#: Share of sampled non-null values that must match a value pattern.
-MATCH_SHARE = 0.9
-_VALIDATE_AT_MOST = 500
-
-#: Column-name patterns; ``_B`` keeps a match from starting inside a word ("voice_mail").
-_B = r"(?:^|(?<=[^a-z]))"
-_NAME_PATTERNS: list[tuple[re.Pattern[str], PIIKind]] = [
-    (re.compile(_B + r"e[-_ ]?mail", re.I), PIIKind.EMAIL),
-    (re.compile(_B + r"(phone|mobile|cell(_|$)|fax|telephone)", re.I), PIIKind.PHONE),
-    (re.compile(r"^(first|given)[-_ ]?name$|^forename$", re.I), PIIKind.FIRST_NAME),
-    (re.compile(r"^(last|family|sur)[-_ ]?name$|^surname$", re.I), PIIKind.LAST_NAME),
-    (re.compile(r"^(full[-_ ]?)?name$|(person|customer|patient)[-_ ]?name", re.I),
-     PIIKind.PERSON_NAME),
-    (re.compile(r"^((street|home|postal|mailing)[-_ ]?)?address$|^street$", re.I), PIIKind.ADDRESS),
-    (re.compile(r"^(zip|post)[-_ ]?code$|^zip$|^postcode$", re.I), PIIKind.POSTCODE),
-    (re.compile(_B + r"(ssn|social[-_ ]?security|national[-_ ]?id|passport|tax[-_ ]?id|nino)(?![a-z])",
-                re.I), PIIKind.NATIONAL_ID),
-    (re.compile(r"credit[-_ ]?card|card[-_ ]?number|^ccn$|^pan$", re.I), PIIKind.CREDIT_CARD),
-    (re.compile(_B + r"iban(?![a-z])", re.I), PIIKind.IBAN),
-    (re.compile(r"(^|_)ip([-_ ]?addr(ess)?)?$|ip[-_ ]?address", re.I), PIIKind.IP_ADDRESS),
-    (re.compile(r"birth[-_ ]?date|date[-_ ]?of[-_ ]?birth|^dob$", re.I), PIIKind.DATE_OF_BIRTH),
-]
-#: Values of flag columns ("has_phone": yes/no) that a PII name must not turn into PII.
-_FLAG_VALUES = {"yes", "no", "y", "n", "true", "false", "t", "f", "0", "1", ""}
-
-_VALUE_PATTERNS: list[tuple[str, PIIKind]] = [
-    (r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", PIIKind.EMAIL),
-    (r"^\d{3}-\d{2}-\d{4}$", PIIKind.NATIONAL_ID),
-    (r"^(?:\d[ -]?){12,18}\d$", PIIKind.CREDIT_CARD),
-    (r"^[A-Z]{2}\d{2}[ ]?(?:[A-Z0-9]{4}[ ]?){2,7}[A-Z0-9]{1,4}$", PIIKind.IBAN),
-    (r"^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$", PIIKind.IP_ADDRESS),
-    (r"^(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}$", PIIKind.IP_ADDRESS),
-    (r"^\+?\(?\d{1,4}\)?[-. ]?\(?\d{2,4}\)?[-. ]?\d{3,4}[-. ]?\d{3,4}(?:\s*(?:x|ext)\.?\s*\d+)?$",
-     PIIKind.PHONE),
+__all__ = [
+    "MATCH_SHARE", "SPAN_KINDS", "PIIAction", "PIIDetection", "PIIFinding", "PIIKey", "PIIKeyWarning",
+    "PreparedPII", "TextScan", "count_spans", "detect_pii", "detect_pii_kind", "fake_values",
+    "generalise", "hash_values", "kind_from_name", "placeholder", "prepare_pii", "redact_text",
+    "replace_spans", "scan_pii", "scan_text",
 ]
 
 
-def detect_pii_kind(name: str, values: pl.Series) -> PIIKind | None:
-    """The PII kind a string column holds, judged by its values first, then its name.
+@dataclass(frozen=True)
+class PIIFinding:
+    """One column's PII: what it holds, the evidence (with counts) and the handling that applies."""
 
-    ``values`` are non-null strings (a sample is enough). Returns None for non-PII columns.
+    column: str
+    kind: str  # "pii" or "text"
+    pii: str | None  # subtype of a pii column
+    source: str  # "values", "name", "schema" (declared, not detected) or "spans"
+    matched: int | None  # values that validated as the subtype (pii columns found by value)
+    checked: int | None  # values checked
+    handling: str
+    default: bool  # the safe default, not declared
+    spans: dict[str, int] = field(default_factory=dict)  # text: spans by kind
+    rows_with_spans: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "column": self.column, "kind": self.kind, "pii": self.pii, "source": self.source,
+            "matched": self.matched, "checked": self.checked, "handling": self.handling,
+            "default": self.default, "spans": self.spans, "rows_with_spans": self.rows_with_spans,
+        }
+
+    def describe(self) -> str:
+        """One line for a terminal table, e.g. "email: 2,991 of 3,000 values valid → fake"."""
+        how = f"→ {self.handling}" + (" (default)" if self.default else "")
+        if self.kind == ColumnKind.TEXT.value:
+            if not self.spans:
+                return f"no PII spans found {how}"
+            spans = ", ".join(f"{k} {v:,}" for k, v in self.spans.items())
+            return f"PII spans: {spans} in {self.rows_with_spans:,} rows {how}"
+        if self.source == "values" and self.checked:
+            return f"PII: {self.pii} ({self.matched:,} of {self.checked:,} checked values valid) {how}"
+        evidence = "by column name" if self.source == "name" else "declared in the schema"
+        return f"PII: {self.pii} ({evidence}) {how}"
+
+
+def scan_pii(frame: pl.DataFrame, schema: Schema | None = None, *, max_validate: int = 5_000) -> list[PIIFinding]:
+    """Findings for every pii and text column of ``schema`` (inferred when None).
+
+    PII columns are re-checked on up to ``max_validate`` distinct values; text columns are
+    scanned span by span in full.
     """
-    by_value = _kind_from_values(values)
-    if by_value is not None:
-        return by_value
-    distinct = values.cast(pl.String).str.to_lowercase().str.strip_chars().unique().head(20)
-    if set(distinct.to_list()) <= _FLAG_VALUES:
-        return None
-    for pattern, kind in _NAME_PATTERNS:
-        if pattern.search(name):
-            return kind
-    return None
-
-
-def _kind_from_values(values: pl.Series) -> PIIKind | None:
-    if len(values) == 0:
-        return None
-    stripped = values.cast(pl.String).str.strip_chars()
-    for pattern, kind in _VALUE_PATTERNS:
-        matches = stripped.str.contains(pattern)
-        if kind == PIIKind.PHONE:  # E.164: at most 15 digits, and at least 7 to be a number
-            digits = stripped.str.count_matches(r"\d")
-            matches = matches & (digits >= 7) & (digits <= 15)
-        share = float(matches.mean() or 0.0)
-        if share < MATCH_SHARE:
+    schema = schema if schema is not None else infer_schema(frame)
+    findings = []
+    for col in schema:
+        if col.kind not in (ColumnKind.PII, ColumnKind.TEXT) or col.name not in frame.columns:
             continue
-        if kind in (PIIKind.CREDIT_CARD, PIIKind.IBAN) and not _checksums_hold(stripped, pattern, kind):
+        handling = col.effective_pii_handling
+        assert handling is not None
+        series = frame.get_column(col.name)
+        if col.kind == ColumnKind.TEXT:
+            scan = scan_text(series)
+            findings.append(PIIFinding(
+                column=col.name, kind="text", pii=None, source="spans", matched=None, checked=scan.rows,
+                handling=handling.value, default=col.pii_handling is None,
+                spans={k.value: v for k, v in scan.counts.items()}, rows_with_spans=scan.rows_with_pii,
+            ))
             continue
-        return kind
-    return None
-
-
-def _checksums_hold(values: pl.Series, pattern: str, kind: PIIKind) -> bool:
-    """True when most pattern-matching values also pass their check-digit validation."""
-    from stdnum import iban, luhn
-
-    candidates = values.filter(values.str.contains(pattern)).head(_VALIDATE_AT_MOST).to_list()
-    compact = [re.sub(r"[ -]", "", v) for v in candidates]
-    check = luhn.is_valid if kind == PIIKind.CREDIT_CARD else iban.is_valid
-    valid = sum(1 for v in compact if check(v))
-    return valid >= MATCH_SHARE * len(compact)
+        found = detect_pii(col.name, series, max_validate=max_validate)
+        same = found is not None and found.kind == col.pii
+        findings.append(PIIFinding(
+            column=col.name, kind="pii", pii=col.pii.value if col.pii else None,
+            source=found.source if same and found else "schema",
+            matched=found.matched if same and found and found.source == "values" else None,
+            checked=found.checked if same and found else int(series.len() - series.null_count()),
+            handling=handling.value, default=col.pii_handling is None,
+        ))
+    return findings
