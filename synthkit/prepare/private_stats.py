@@ -15,9 +15,10 @@ accounted together in zero-concentrated DP (zCDP, Bun and Steinke 2016):
 3. **cdf**: 128 equal bins inside the final bounds (or the declared ones); the noisy cumulative
    counts give quantile knots for a quantile (rank) transform.
 
-Every histogram has L2 sensitivity 1 per column (a row adds one to one bucket), so a round of
-``k`` histograms has sensitivity ``sqrt(k)``. The same noise scale serves every round, chosen so
-the rounds' zCDP costs add up to the budget. Column names, kinds, dtypes, nullability and decimal
+Every histogram has L2 sensitivity 1 per column (a row adds one to one bucket). Each kind of
+histogram gets a weight ``w`` and noise ``sigma / sqrt(w)`` (category counts, whose threshold
+decides what is released at all, and the final quantile histograms weigh more), so its zCDP cost
+is ``w / (2 sigma^2)``; ``sigma`` is chosen so that the costs add up to the budget. Column names, kinds, dtypes, nullability and decimal
 places are treated as public metadata (the schema), as in other DP libraries.
 """
 
@@ -111,12 +112,15 @@ def private_facts(
     """
     undeclared_cont = [c for c, (_, b) in continuous.items() if b is None]
     undeclared_disc = [c for c, (_, cats) in discrete.items() if cats is None]
-    rounds = [
-        len(undeclared_cont) + len(undeclared_disc),  # bounds + category counts
-        len(undeclared_cont),  # zoom
-        len(continuous),  # cdf
-    ]
-    total = sum(rounds)
+    # Each histogram gets a weight w and noise sigma / sqrt(w), so it costs w / (2 sigma^2) of
+    # rho: category counts (whose threshold decides what is released at all) and the final
+    # quantile histograms weigh more than the coarse bounds and the zoom.
+    weights = {"categories": 4.0, "bounds": 1.0, "zoom": 1.0, "cdf": 2.0}
+    total = (
+        weights["categories"] * len(undeclared_disc)
+        + (weights["bounds"] + weights["zoom"]) * len(undeclared_cont)
+        + weights["cdf"] * len(continuous)
+    )
     out: dict[str, ContinuousFacts | DiscreteFacts] = {}
     if total == 0:
         for name, (_series, cats) in discrete.items():
@@ -126,15 +130,16 @@ def private_facts(
     delta_keys = delta / 2 if undeclared_disc else 0.0
     delta_conv = delta - delta_keys
     rho = rho_for(epsilon, delta_conv)
-    # every round uses the same noise: round r costs k_r / (2 sigma^2); the sum is rho
+    # the weighted costs add up to rho: sum(w) / (2 sigma^2) = rho
     sigma = math.sqrt(total / (2.0 * rho))
-    report: dict[str, Any] = {"noise_std": sigma, "columns": {}}
+    noise = {kind: sigma / math.sqrt(w) for kind, w in weights.items()}
+    report: dict[str, Any] = {"noise_std": noise, "columns": {}}
 
     # round 1: coarse bounds and category sets
     for name in undeclared_disc:
         series, _ = discrete[name]
-        tau = 1.0 + sigma * float(ndtri(1.0 - delta_keys / len(undeclared_disc)))
-        out[name] = _private_categories(series, sigma, tau, rng)
+        tau = 1.0 + noise["categories"] * float(ndtri(1.0 - delta_keys / len(undeclared_disc)))
+        out[name] = _private_categories(series, noise["categories"], tau, rng)
         report["columns"][name] = {
             "categories": "estimated",
             "threshold": round(tau, 2),
@@ -147,15 +152,15 @@ def private_facts(
     bounds: dict[str, tuple[float, float]] = {}
     for name in undeclared_cont:
         x = _finite(continuous[name][0])
-        bounds[name] = _coarse_bounds(x, sigma, rng, name)
+        bounds[name] = _coarse_bounds(x, noise["bounds"], rng, name)
     # round 2: zoom into the coarse bounds
     for name in undeclared_cont:
         x = _finite(continuous[name][0])
-        bounds[name] = _zoom(x, bounds[name], sigma, rng)
+        bounds[name] = _zoom(x, bounds[name], noise["zoom"], rng)
     # round 3: quantile knots inside the final bounds
     for name, (values, declared) in continuous.items():
         lo, hi = declared if declared is not None else bounds[name]
-        knots, probs = _quantile_knots(_finite(values), lo, hi, sigma, rng)
+        knots, probs = _quantile_knots(_finite(values), lo, hi, noise["cdf"], rng)
         out[name] = ContinuousFacts(lo, hi, knots, probs, declared_bounds=declared is not None)
         report["columns"][name] = {
             "bounds": "declared" if declared is not None else "estimated",
@@ -163,7 +168,10 @@ def private_facts(
             "hi": hi,
         }
     spent = epsilon_for(rho, delta_conv)
-    report.update({"rho": rho, "epsilon": spent, "delta": delta, "histograms": total})
+    report.update({
+        "rho": rho, "epsilon": spent, "delta": delta,
+        "histograms": len(undeclared_disc) + 2 * len(undeclared_cont) + len(continuous),
+    })
     return PrivateFacts(out, spent, delta, rho, sigma, report)
 
 
