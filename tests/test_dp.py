@@ -82,8 +82,8 @@ def test_declared_public_bounds_and_categories_cost_nothing(wage_small):
     assert report["wage"]["bounds"] == "estimated"
 
 
-def test_rare_categories_are_not_released(wage_small):
-    gen = TVAEGenerator(**FAST).fit(wage_small)
+def test_rare_categories_are_not_released(private_tvae, wage_small):
+    gen = private_tvae
     counts = wage_small["race"].value_counts()
     rare = counts.filter(pl.col("count") < 15)["race"].to_list()
     assert rare, "Wage has rare race categories"
@@ -211,7 +211,7 @@ def test_membership_inference_catches_an_overfit_model_not_a_private_one(wage):
     try:
         overfit = TVAEGenerator(epochs=1200, batch_size=60, loss_factor=20.0, seed=0, progress=False)
         overfit.fit(train, schema=schema)
-        private = TVAEGenerator(epochs=200, batch_size=30, loss_factor=20.0, seed=0, progress=False,
+        private = TVAEGenerator(epochs=60, batch_size=30, loss_factor=20.0, seed=0, progress=False,
                                 dp={"epsilon": 3.0, "delta": 1e-3})
         private.fit(train, schema=schema)
     finally:
