@@ -33,11 +33,16 @@ TABLES = {
     "loans_full_schema": ("openintro", "loans_full_schema"),
     "diamonds": ("ggplot2", "diamonds"),
 }
-#: family -> (label, synthkit registry name, SDV synthesizer class name, trains in epochs)
+#: family -> (label, synthkit registry name, SDV synthesizer class name or None when SDV has no
+#: counterpart, trains in epochs)
 FAMILIES = {
     "copula": ("Gaussian copula", "tabular/copula", "GaussianCopulaSynthesizer", False),
     "ctgan": ("CTGAN", "tabular/ctgan", "CTGANSynthesizer", True),
     "tvae": ("TVAE", "tabular/tvae", "TVAESynthesizer", True),
+    # epochs is ARGN's cap: it stops early on its validation loss
+    "argn": ("ARGN", "tabular/argn", None, True),
+    # trains for its default number of optimisation steps, whatever --epochs says
+    "ddpm": ("TabDDPM-style diffusion", "tabular/ddpm", None, False),
 }
 SAMPLE_ROWS_FOR_SPEED = 100_000
 
@@ -132,6 +137,8 @@ def main() -> None:
             if neural:
                 label = f"{label} ({args.epochs} epochs)"
             for engine, fn, name in (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs)):
+                if name is None:  # no SDV counterpart: synthkit's figures only
+                    continue
                 params = {}
                 if neural:
                     params = {"epochs": args.epochs}
@@ -185,7 +192,13 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (table, family), pair in by_key.items():
-        a, b = pair["synthkit"], pair["SDV"]
+        a, b = pair["synthkit"], pair.get("SDV")
+        if b is None:
+            lines.append(
+                f"| {table} | {a.rows:,} × {a.columns} | {family} | {a.quality:.4f} | — | — | "
+                f"{a.fit_s:.3f} | — | — | {a.sample_rows_per_s:,.0f} | — | — |"
+            )
+            continue
         lines.append(
             f"| {table} | {a.rows:,} × {a.columns} | {family} | {a.quality:.4f} | {b.quality:.4f} | "
             f"{a.quality - b.quality:+.4f} | {a.fit_s:.3f} | {b.fit_s:.3f} | {b.fit_s / a.fit_s:.1f}× | "
