@@ -15,8 +15,8 @@ from synthkit.testing import check_generator
 FAST = {
     "tabular/ctgan": {"epochs": 2, "batch_size": 100, "progress": False},
     "tabular/tvae": {"epochs": 2, "batch_size": 100, "progress": False},
-    "tabular/ddpm": {"epochs": 2, "batch_size": 100, "hidden_dims": (64, 64), "timesteps": 100,
-                     "sampling_steps": 10, "progress": False},
+    "tabular/ddpm": {"epochs": 2, "batch_size": 100, "hidden_dims": (64, 64), "timesteps": 50,
+                     "progress": False},
     "tabular/argn": {"epochs": 2, "batch_size": 200, "embedding_dim": 32, "feedforward_dim": 64,
                      "progress": False},
     "sdv/GaussianCopulaSynthesizer": {},

@@ -17,15 +17,14 @@ from synthkit.generators.tabular.ddpm import DDPMConfig, DDPMGenerator, DDPMTrai
 from synthkit.nn.diffusion import AncestralSampler, DDIMSampler, DPMSolverSampler
 from synthkit.testing import check_generator
 
-#: A small denoiser, a short schedule and few steps: each fit here takes about a second.
+#: A small denoiser and a short schedule: each fit here takes about a second.
 FAST = {
     "seed": 0,
     "epochs": 3,
     "batch_size": 200,
     "hidden_dims": (64, 64),
     "time_embedding_dim": 32,
-    "timesteps": 100,
-    "sampling_steps": 10,
+    "timesteps": 50,
     "progress": False,
 }
 
@@ -54,9 +53,10 @@ def test_conformance_credit_with_nulls(credit, tmp_path):
 
 @pytest.mark.parametrize(
     "options",
-    [{"numerical": "mode"}, {"condition_share": 0.0, "ema_decay": None, "sampler": "ddim"},
-     {"sampler": "ddpm"}],
-    ids=["mode-encoding", "no-conditioning-no-ema-ddim", "ancestral-sampler"],
+    [{"numerical": "mode"},
+     {"condition_share": 0.0, "ema_decay": None, "sampler": "ddim", "eta": 0.0},
+     {"sampler": "dpm", "sampling_steps": 8, "spacing": "quadratic"}],
+    ids=["mode-encoding", "no-conditioning-no-ema-ddim", "dpm-solver"],
 )
 def test_conformance_variants(wage_small, tmp_path, options):
     check_generator(DDPMGenerator(**FAST, **options), wage_small.head(300), tmp_path=tmp_path)
@@ -67,7 +67,7 @@ def test_config_defaults_and_validation():
     assert cfg.epochs is None and cfg.train_steps == 8_000 and cfg.batch_size == 1024
     assert (cfg.numerical, cfg.timesteps, cfg.schedule) == ("quantile", 100, "cosine")
     assert cfg.hidden_dims == (256, 256, 256) and cfg.time_embedding_dim == 128
-    assert (cfg.sampler, cfg.sampling_steps, cfg.eta, cfg.spacing) == ("ddim", 50, 0.0, "uniform")
+    assert (cfg.sampler, cfg.sampling_steps, cfg.eta, cfg.spacing) == ("ddpm", 20, 1.0, "uniform")
     assert (cfg.activation, cfg.x0_loss_weight) == ("relu", 0.01)
     assert cfg.ema_decay == 0.999 and 0 < cfg.condition_share < 1
     with pytest.raises(ConfigError, match="hidden_dims"):
@@ -144,6 +144,17 @@ def test_rare_condition_is_exact(credit):
     assert out.height == 300 and (out["Home"] == rare).all()
 
 
+def test_wide_column_is_imposed_not_in_the_conditioning_input(wage_small):
+    codes = [f"c{i % 150:03d}" for i in range(wage_small.height)]
+    frame = wage_small.select("age", "jobclass").with_columns(pl.Series("code", codes))
+    schema = sk.infer_schema(frame)
+    assert schema["code"].kind == sk.ColumnKind.CATEGORICAL
+    gen = DDPMGenerator(**FAST).fit(frame, schema=schema)
+    assert gen.layout_.cond_dim == 2  # jobclass only: 150 slots would dominate the input
+    out = gen.sample(100, conditions={"code": "c042", "jobclass": "1. Industrial"}, seed=0)
+    assert (out["code"] == "c042").all() and (out["jobclass"] == "1. Industrial").all()
+
+
 def test_rebalance_shares(fitted):
     shares = {"1. Industrial": 0.25, "2. Information": 0.75}
     out = fitted.sample(400, rebalance={"jobclass": shares}, seed=0)
@@ -160,11 +171,13 @@ def test_conditions_move_the_other_columns(trained):
 
 
 def test_with_sampler_swaps_without_retraining(fitted):
-    slow = fitted.with_sampler("ddpm")
-    assert isinstance(slow.diffusion_sampler(), AncestralSampler)
-    assert slow.net_ is fitted.net_ and fitted.config.sampler == "ddim"
+    assert isinstance(fitted.diffusion_sampler(), AncestralSampler)
+    quick = fitted.with_sampler("ddim")
+    assert isinstance(quick.diffusion_sampler(), DDIMSampler)
+    assert quick.net_ is fitted.net_ and fitted.config.sampler == "ddpm"
+    assert (quick.diffusion_sampler().steps, quick.diffusion_sampler().eta) == (20, 1.0)
     assert isinstance(fitted.with_sampler("dpm").diffusion_sampler(), DPMSolverSampler)
-    assert slow.sample(50, seed=1).height == 50
+    assert quick.sample(50, seed=1).height == 50
     fast = fitted.with_sampler("ddim", sampling_steps=4, eta=0.5, spacing="uniform")
     sampler = fast.diffusion_sampler()
     assert isinstance(sampler, DDIMSampler) and not isinstance(sampler, DPMSolverSampler)
@@ -278,7 +291,7 @@ def test_resume_with_more_epochs_and_refuses_other_settings(wage_small, tmp_path
     with pytest.raises(ConfigError, match="another run"):
         DDPMGenerator(**{**cfg, "learning_rate": 1e-2}).fit(wage_small, resume=True)
     with pytest.raises(ConfigError, match="another run"):
-        DDPMGenerator(**{**cfg, "timesteps": 50}).fit(wage_small, resume=True)
+        DDPMGenerator(**{**cfg, "timesteps": 30}).fit(wage_small, resume=True)
     with pytest.raises(ConfigError, match="another run"):
         DDPMGenerator(**cfg).fit(wage_small.head(500), resume=True)
 
@@ -385,7 +398,10 @@ def test_cuda_with_amp(wage_small, tmp_path):
 
 @pytest.mark.slow
 def test_quality_on_wage(wage):
-    """SDMetrics QualityReport on ISLR Wage at the default settings is above 0.9."""
+    """SDMetrics QualityReport on ISLR Wage at the default settings is above 0.95.
+
+    Measured on a shared 2-core CPU: about 0.98 (the best peer figure in the issue is 0.957).
+    """
     from sdmetrics.reports.single_table import QualityReport
 
     schema = sk.infer_schema(wage)
@@ -395,4 +411,4 @@ def test_quality_on_wage(wage):
     report.generate(
         wage.to_pandas(), gen.sample(wage.height, seed=0).to_pandas(), metadata, verbose=False
     )
-    assert report.get_score() > 0.9
+    assert report.get_score() > 0.95

@@ -12,10 +12,10 @@ diffusion for categories, one MLP denoiser for both.
   :class:`~synthkit.nn.diffusion.DenoiserNet` predicts the Gaussian noise of the numerical values
   and the logits of the clean categories; a :class:`~synthkit.nn.diffusion.GaussianSchedule` and a
   :class:`~synthkit.nn.diffusion.MultinomialSchedule` share one beta schedule (cosine, 100
-  timesteps by default); sampling runs :class:`~synthkit.nn.diffusion.DDIMSampler`
-  (``sampler="ddim"``, the default: ``sampling_steps`` strided steps),
-  :class:`~synthkit.nn.diffusion.DPMSolverSampler` (``sampler="dpm"``, second order) or
-  :class:`~synthkit.nn.diffusion.AncestralSampler` (``sampler="ddpm"``, every timestep).
+  timesteps by default); sampling runs :class:`~synthkit.nn.diffusion.AncestralSampler`
+  (``sampler="ddpm"``, the default: every timestep, the best samples),
+  :class:`~synthkit.nn.diffusion.DDIMSampler` (``sampler="ddim"``: ``sampling_steps`` strided
+  steps, the fast sampler) or :class:`~synthkit.nn.diffusion.DPMSolverSampler` (``"dpm"``).
   :meth:`DDPMGenerator.with_sampler` swaps the sampler of a fitted model without retraining.
 * Loss, per row: mean squared error of the predicted noise plus the multinomial variational-bound
   term (and ``x0_loss_weight`` times the cross-entropy of the predicted clean categories, D3PM's
@@ -92,10 +92,16 @@ _STATE_FILE = "ddpm.json"
 _STATE_VERSION = 1
 _NET = "denoiser"
 _EMA = "ema"
-#: Rows denoised at once when sampling or validating: bounds memory for any n.
+#: Rows denoised at once when sampling or validating: bounds memory for any n ...
 _CHUNK_ROWS = 20_000
+#: ... and fewer for wide tables, so a chunk's widest tensors hold about this many values.
+_CHUNK_VALUES = 16_000_000
 #: Seed of the fixed noise the validation loss is computed with (epochs compare fairly).
 _VALIDATION_SEED = 20_231_101
+#: Categorical columns wider than this (near-unique labels) stay out of the conditioning input,
+#: which would otherwise dominate the denoiser's cost; conditions on them are still met exactly
+#: (imposed in the chain), only not learned as a conditional.
+_MAX_CONDITION_WIDTH = 128
 #: Share of a revealed row's categorical columns that are shown (each independently).
 _REVEAL_PROBABILITY = 0.5
 #: Config fields that change how a fitted model samples or how long it trains, not what a
@@ -170,16 +176,21 @@ class DDPMConfig(NeuralConfig):
         description="Share of training rows that show the denoiser some of their categorical "
         "values, so that conditional sampling is learned; 0 turns the conditioning input off.",
     )
-    sampler: Literal["ddim", "dpm", "ddpm"] = Field(
-        "ddim",
-        description="'ddim': strided DDIM steps (fast); 'dpm': DPM-Solver++(2M), second-order "
-        "strided steps; 'ddpm': the ancestral chain over every timestep (slowest).",
+    sampler: Literal["ddpm", "ddim", "dpm"] = Field(
+        "ddpm",
+        description="'ddpm': the ancestral chain over every timestep (the best samples); "
+        "'ddim': sampling_steps strided DDIM steps (the fast sampler); 'dpm': DPM-Solver++(2M), "
+        "second-order strided steps.",
     )
     sampling_steps: int = Field(
-        50, ge=1, description="Denoiser evaluations per sample of the 'dpm' and 'ddim' samplers."
+        20, ge=1, description="Denoiser evaluations per sample of the 'ddim' and 'dpm' samplers."
     )
     eta: float = Field(
-        0.0, ge=0.0, le=1.0, description="Noise of the DDIM steps (0 deterministic, 1 DDPM-like)."
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Noise of the DDIM steps: 1 (DDPM-like) keeps rare extremes rare; 0 "
+        "(deterministic) piles some rows onto the extremes of long-tailed columns.",
     )
     spacing: Literal["uniform", "quadratic"] = Field(
         "uniform",
@@ -201,7 +212,8 @@ class _Layout:
     cat_pos: np.ndarray  # encoder positions of every one-hot slot, block by block (by width)
     widths: list[int]  # one-hot block widths
     columns: list[str]  # column of each one-hot block
-    cond_blocks: list[int]  # blocks that conditions can fix (categorical and boolean columns)
+    category_blocks: list[int]  # blocks of categorical and boolean columns: conditions fix them
+    cond_blocks: list[int]  # those of the conditioning input (all but very wide ones)
     scale: float  # encoded value -> unit-scale Gaussian feature
 
     @classmethod
@@ -217,7 +229,11 @@ class _Layout:
                                dtype=np.int64),
             widths=[b.width for b in soft],
             columns=[b.column for b in soft],
-            cond_blocks=[i for i, b in enumerate(soft) if b.role == "category"],
+            category_blocks=[i for i, b in enumerate(soft) if b.role == "category"],
+            cond_blocks=[
+                i for i, b in enumerate(soft)
+                if b.role == "category" and b.width <= _MAX_CONDITION_WIDTH
+            ],
             scale=float(scale),
         )
 
@@ -507,7 +523,7 @@ class DDPMGenerator(Generator):
     # --- sample ------------------------------------------------------------------------------
     def with_sampler(
         self,
-        sampler: Literal["dpm", "ddim", "ddpm"] | None = None,
+        sampler: Literal["ddpm", "ddim", "dpm"] | None = None,
         *,
         sampling_steps: int | None = None,
         eta: float | None = None,
@@ -542,9 +558,11 @@ class DDPMGenerator(Generator):
         sampler = self.diffusion_sampler()
         clip = layout.clip if self.config.clip_denoised else None
         frames = []
-        with torch.no_grad():
-            for start in range(0, n, _CHUNK_ROWS):
-                m = min(_CHUNK_ROWS, n - start)
+        width = layout.n_num + layout.n_slots + net.cond_dim
+        chunk = max(1, min(_CHUNK_ROWS, _CHUNK_VALUES // max(width, 1)))
+        with torch.inference_mode():
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
                 cond_rows = cond.expand(m, -1) if cond is not None else None
 
                 def denoise(x_num, x_cat, t, cond_rows=cond_rows):
@@ -573,7 +591,7 @@ class DDPMGenerator(Generator):
         mask = torch.zeros((1, layout.n_slots), dtype=torch.bool, device=device)
         starts = layout.starts
         for column, value in conditions.items():
-            block = next((j for j in layout.cond_blocks if layout.columns[j] == column), None)
+            block = next((j for j in layout.category_blocks if layout.columns[j] == column), None)
             if block is None:
                 continue
             slot = starts[block] + int(self.encoder_.slot_of(column, value))
@@ -606,7 +624,7 @@ class DDPMGenerator(Generator):
 
     def _imposed(self, column: str, value: Any) -> bool:
         layout = self.layout_
-        if not any(layout.columns[j] == column for j in layout.cond_blocks):
+        if not any(layout.columns[j] == column for j in layout.category_blocks):
             return False
         slot = self.encoder_.slot_of(column, value)
         return self.encoder_.discrete_block(column).values[slot] is not OTHER
