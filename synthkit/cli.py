@@ -549,14 +549,25 @@ def _print_decision(decision: Any, *, as_json: bool = False) -> None:
               help="Schema JSON; inferred from REAL when omitted.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quasi-identifier", "-q", "quasi_identifiers", multiple=True, metavar="COLUMN",
+              help="A column an attacker could know (repeatable): adds k-anonymity over them.")
+@click.option("--k", "anonymity_k", type=click.IntRange(min=2), default=5, show_default=True,
+              help="The k of the k-anonymity metrics.")
+@click.option("--anonymeter", is_flag=True,
+              help="Add anonymeter's singling-out, linkability and attribute-inference risks "
+              "(needs --holdout and the synthkit[anonymeter] extra; slow).")
+@click.option("--anonymeter-attacks", type=click.IntRange(min=10), default=500, show_default=True,
+              help="Attacks per anonymeter evaluation.")
 @_handle_errors
 def evaluate(real: str, synthetic: str, holdout: str | None, schema_file: str | None,
-             report: str | None, as_json: bool) -> None:
+             report: str | None, as_json: bool, quasi_identifiers: tuple[str, ...],
+             anonymity_k: int, anonymeter: bool, anonymeter_attacks: int) -> None:
     """Compare SYNTHETIC with REAL: quality and privacy metrics, optional HTML report.
 
     \b
     Example:
       synthkit evaluate data/wage.csv synth.parquet --report report.html
+      synthkit evaluate train.csv synth.csv --holdout holdout.csv -q age -q region --anonymeter
     """
     from synthkit.connectors import read
     from synthkit.evaluate import evaluate as run_evaluate
@@ -565,7 +576,10 @@ def evaluate(real: str, synthetic: str, holdout: str | None, schema_file: str | 
     with _status("Evaluating"):
         real_df = read(real)
         schema = Schema.from_json(schema_file) if schema_file else None
-        rep = run_evaluate(real_df, read(synthetic), schema, holdout=read(holdout) if holdout else None)
+        rep = run_evaluate(real_df, read(synthetic), schema, holdout=read(holdout) if holdout else None,
+                           quasi_identifiers=list(quasi_identifiers) or None,
+                           anonymity_k=anonymity_k, anonymeter=anonymeter,
+                           anonymeter_attacks=anonymeter_attacks)
         if report:
             rep.to_html(report)
     if as_json:

@@ -73,6 +73,29 @@ class AuditSpec(BaseModel):
     )
 
 
+class EvaluationSpec(BaseModel):
+    """Privacy metrics beyond the defaults: k-anonymity of quasi-identifiers, anonymeter's risks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quasi_identifiers: list[str] = Field(
+        default_factory=list,
+        description="Columns an attacker could know (added to those the schema marks): the "
+        "report gains privacy.k_anonymity over them.",
+    )
+    k: int = Field(5, ge=2, description="The k of privacy.k_anonymity_share_below_k.")
+    anonymeter: bool = Field(
+        False, description="Add anonymeter's singling-out, linkability and attribute-inference "
+        "risks (needs a holdout and the synthkit[anonymeter] extra; slow).",
+    )
+    anonymeter_attacks: int = Field(500, ge=10, description="Attacks per anonymeter evaluation.")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`synthkit.evaluate.evaluate`."""
+        return {"quasi_identifiers": self.quasi_identifiers or None, "anonymity_k": self.k,
+                "anonymeter": self.anonymeter, "anonymeter_attacks": self.anonymeter_attacks}
+
+
 class PIISpec(BaseModel):
     """Personal data: per-column handling, and the key behind hash tokens and consistent fakes.
 
@@ -157,6 +180,7 @@ class PipelineConfig(BaseModel):
     model: str | None = None
     audit: AuditSpec | None = None
     pii: PIISpec = Field(default_factory=PIISpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     base_dir: str = "."
 
     @model_validator(mode="before")
@@ -329,7 +353,8 @@ class Pipeline:
 
         stage("evaluate")
         report = evaluate(train, synthetic, schema, holdout=holdout, seed=cfg.seed,
-                          pii_reference=raw_frame, pii_schema=raw_schema)
+                          pii_reference=raw_frame, pii_schema=raw_schema,
+                          **cfg.evaluation.options())
         report_path = None
         if cfg.report:
             report_path = cfg.path(cfg.report)

@@ -100,6 +100,28 @@ def test_evaluate_command(runner: CliRunner, wage: pl.DataFrame, tmp_path: Path)
     assert json.loads(result.output)["metrics"]["quality.overall"]["value"] > 0.85
 
 
+def test_evaluate_quasi_identifiers_and_anonymeter(runner: CliRunner, wage: pl.DataFrame,
+                                                   tmp_path: Path) -> None:
+    pytest.importorskip("anonymeter")
+    wage.head(1000).write_csv(tmp_path / "train.csv")
+    wage.slice(1000, 500).write_csv(tmp_path / "holdout.csv")
+    wage.tail(1000).write_parquet(tmp_path / "synth.parquet")
+    result = invoke(runner, "evaluate", tmp_path / "train.csv", tmp_path / "synth.parquet",
+                    "--holdout", tmp_path / "holdout.csv", "-q", "age", "-q", "education",
+                    "--k", "3", "--anonymeter", "--anonymeter-attacks", "50", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)["metrics"]
+    assert metrics["privacy.k_anonymity"]["value"] >= 1
+    assert 0 <= metrics["privacy.k_anonymity_share_below_k"]["value"] <= 1
+    assert 0 <= metrics["privacy.singling_out_risk"]["value"] <= 1
+    plain = json.loads(invoke(runner, "evaluate", tmp_path / "train.csv",
+                              tmp_path / "synth.parquet", "--json").output)["metrics"]
+    assert "privacy.singling_out_risk" not in plain
+    bad = invoke(runner, "evaluate", tmp_path / "train.csv", tmp_path / "synth.parquet",
+                 "-q", "no_such_column")
+    assert bad.exit_code != 0 and "no_such_column" in bad.output
+
+
 def test_generators_lists_builtins(runner: CliRunner) -> None:
     result = invoke(runner, "generators", "--json")
     names = json.loads(result.output)

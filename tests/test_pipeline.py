@@ -158,3 +158,15 @@ def test_sample_to_sink_refuses_rows_that_differ_from_the_judged_ones(workdir: P
         sample_to_sink(gen, 2_000, dest, real=train, holdout=holdout, policy=load_policy("default"),
                        purpose="load testing", seed=1)
     assert not dest.exists()
+
+
+def test_evaluation_section_adds_k_anonymity_and_anonymeter(workdir: Path) -> None:
+    pytest.importorskip("anonymeter")
+    evaluation = {"quasi_identifiers": ["age", "education"], "k": 3, "anonymeter": True,
+                  "anonymeter_attacks": 30}
+    result = Pipeline(_config(workdir, model=None, sink=None, audit=None,
+                              evaluation=evaluation)).run(raise_on_refusal=False)
+    assert result.report.value("privacy.k_anonymity") >= 1
+    assert 0 <= result.report.value("privacy.linkability_risk") <= 1
+    with pytest.raises(ConfigError, match="evaluation"):
+        PipelineConfig.from_dict({**_config(workdir), "evaluation": {"k": 1}})
