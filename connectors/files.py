@@ -4,6 +4,8 @@
 is given. ``write`` and ``write_batches`` are sinks: they write only data that a passing policy
 Decision was made for (fail closed), and write atomically (temp file in the same directory,
 fsync, rename), so a failure leaves neither a half-written file nor a changed destination.
+When the Decision requires labelling, the output is labelled as synthetic as it is written
+(:mod:`synthkit.connectors.labelling`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
+from synthkit.connectors import labelling
 from synthkit.errors import (
     ConnectorError,
     DataError,
@@ -431,7 +434,8 @@ def write(
     Fails closed: without a Decision whose ``passed`` is True and whose ``data_fingerprint``
     equals :func:`synthkit.frames.fingerprint` of ``data``, nothing is written. The write is
     atomic (temp file, fsync, rename); an existing file is kept unless ``overwrite=True``.
-    ``options`` go to the polars writer. Returns the absolute path written.
+    ``options`` go to the polars writer, except ``provenance`` (a mapping, e.g. the generator)
+    which goes into the labels a Decision requiring labelling gets. Returns the absolute path.
     """
     df = to_polars(data)
     dest = _local_path(path)
@@ -441,8 +445,10 @@ def write(
     actual = fingerprint(df)
     if actual != expected:
         raise _refuse_other_data(expected, actual)
-    with _atomic_file(dest, overwrite=overwrite) as f:
-        writer = _BatchWriter(f, fmt, gz, options, stream=False)
+    labels = labelling.plan_labels(decision, fmt, options.pop("provenance", None))
+    df = labels.apply(df)
+    with _atomic_file(dest, overwrite=overwrite, sidecar=labels.sidecar) as f:
+        writer = _BatchWriter(f, fmt, gz, options, stream=False, metadata=labels.parquet_metadata)
         try:
             writer.write(df)
             writer.close()
@@ -476,8 +482,9 @@ def write_batches(
             "A JSON array cannot be streamed.", hint="Write JSON Lines (.jsonl), CSV or Parquet."
         )
     expected = _require_passing(decision)
-    with _atomic_file(dest, overwrite=overwrite) as f:
-        writer = _BatchWriter(f, fmt, gz, options, stream=True)
+    labels = labelling.plan_labels(decision, fmt, options.pop("provenance", None))
+    with _atomic_file(dest, overwrite=overwrite, sidecar=labels.sidecar) as f:
+        writer = _BatchWriter(f, fmt, gz, options, stream=True, metadata=labels.parquet_metadata)
         try:
             hasher = FingerprintHasher()
             for batch in batches:
@@ -486,7 +493,7 @@ def write_batches(
                     hasher.update(df)
                 except DataError as exc:
                     raise WriteError(exc.message, hint=exc.hint) from exc
-                writer.write(df)
+                writer.write(labels.apply(df))
             if hasher.schema is None:
                 raise WriteError("The batches were empty: there is nothing to write.")
             actual = hasher.hexdigest()
@@ -503,8 +510,10 @@ class _BatchWriter:
     """Appends frames to one open binary file in a given format (the header/footer once)."""
 
     def __init__(
-        self, f: IO[bytes], fmt: str, gz: bool, options: dict[str, Any], *, stream: bool
+        self, f: IO[bytes], fmt: str, gz: bool, options: dict[str, Any], *, stream: bool,
+        metadata: dict[str, str] | None = None,
     ) -> None:
+        self._metadata = metadata or {}  # Parquet key-value metadata (labels)
         self._fmt = fmt
         self._stream = stream
         self._options = options
@@ -516,15 +525,15 @@ class _BatchWriter:
     def write(self, df: pl.DataFrame) -> None:
         fmt, out, opts = self._fmt, self._out, self._options
         if fmt == "parquet" and not self._stream:
-            df.write_parquet(out, **{"compression": "zstd", **opts})
+            labels = {"metadata": self._metadata} if self._metadata else {}
+            df.write_parquet(out, **{"compression": "zstd", **labels, **opts})
         elif fmt == "parquet":  # pyarrow appends row groups; polars writes whole files only
             table = df.to_arrow()
             if self._parquet is None:
                 import pyarrow.parquet as pq
 
-                self._parquet = pq.ParquetWriter(
-                    out, table.schema, **{"compression": "zstd", **opts}
-                )
+                schema = table.schema.with_metadata(self._metadata) if self._metadata else table.schema
+                self._parquet = pq.ParquetWriter(out, schema, **{"compression": "zstd", **opts})
             self._parquet.write_table(table)
         elif fmt in ("csv", "tsv"):
             sep = {"separator": "\t"} if fmt == "tsv" else {}
@@ -548,14 +557,21 @@ class _BatchWriter:
 
 
 @contextmanager
-def _atomic_file(dest: Path, *, overwrite: bool) -> Iterator[IO[bytes]]:
-    """A temp file next to ``dest`` that becomes ``dest`` only if the block succeeds."""
+def _atomic_file(
+    dest: Path, *, overwrite: bool, sidecar: dict[str, Any] | None = None
+) -> Iterator[IO[bytes]]:
+    """A temp file next to ``dest`` that becomes ``dest`` only if the block succeeds.
+
+    ``sidecar`` (a label) is staged before and committed right after ``dest``, or not at all.
+    """
     _refuse_directory(dest)
-    if dest.exists() and not overwrite:
-        raise SinkExistsError(f"'{dest}' already exists; nothing was written.")
+    for target in (dest, *([labelling.sidecar_path(dest)] if sidecar is not None else [])):
+        if target.exists() and not overwrite:
+            raise SinkExistsError(f"'{target}' already exists; nothing was written.")
     created = _make_parents(dest.parent)
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.tmp"
     opened = False
+    staged: Path | None = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         opened = True
@@ -563,11 +579,18 @@ def _atomic_file(dest: Path, *, overwrite: bool) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if sidecar is not None:
+            staged = labelling.stage_sidecar(dest, sidecar)
         _commit(tmp, dest, overwrite=overwrite)
+        if staged is not None:
+            labelling.commit_sidecar(staged, dest)
     except BaseException as exc:
         if opened:
             with suppress(OSError):
                 tmp.unlink()
+        if staged is not None:
+            with suppress(OSError):
+                staged.unlink()
         for d in created:
             with suppress(OSError):
                 d.rmdir()

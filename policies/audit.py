@@ -7,9 +7,12 @@ of the signing key, and ``prev_hash``: the sha256 of the previous line's bytes (
 the first record). So one changed byte anywhere breaks the record's hash or canonical form,
 and a removed or reordered record breaks ``seq`` and the chain.
 
-What a chain cannot show alone is records cut off at the end: keep the ``head_hash`` that
-:func:`verify_log` returns (or the record count) somewhere else to detect that. An empty file
-is a valid log of 0 records; a missing file is an error.
+What a chain cannot show alone is records cut off at the end, so every append also writes a
+signed head file beside the log (``LOG.head``, atomically): the record count and the sha256 of
+the last line. :func:`verify_log` checks it, so a removed last record is caught too; keep a copy
+of the head (or the ``head_hash`` that :func:`verify_log` returns) elsewhere to also catch a log
+and head rolled back together. An empty file is a valid log of 0 records; a missing file is an
+error.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synthkit.artifacts import canonical_json, sha256_bytes
 from synthkit.errors import AuditError, IntegrityError, SignatureError
-from synthkit.policies.keys import key_id, load_private_key, load_public_key
+from synthkit.policies.keys import key_id, load_keyring, load_private_key, load_public_key
 from synthkit.policies.model import Decision, utc_now
 
 try:  # advisory lock so two processes appending at once cannot fork the chain
@@ -40,6 +43,9 @@ except ImportError:  # pragma: no cover - not on Windows
 
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "sha256:" + "0" * 64
+#: Suffix of the signed head file written beside the log: ``audit.jsonl`` → ``audit.jsonl.head``.
+HEAD_SUFFIX = ".head"
+HEAD_FORMAT = "synthkit-audit-head/1"
 _UNHASHED = ("record_hash", "signature")
 
 PublicKeys = Ed25519PublicKey | Ed25519PrivateKey | str | Path
@@ -60,6 +66,8 @@ class AuditRecord(BaseModel):
     model_manifest_hash: str | None
     metrics: dict[str, float | None]
     extra: dict[str, Any]
+    #: Signed approvals the Decision counted (synthkit.policies.approvals); absent in older records.
+    approvals: list[dict[str, Any]] = Field(default_factory=list)
     prev_hash: str
     record_hash: str
     key_id: str
@@ -88,6 +96,12 @@ class AuditVerification:
     problems: list[str] = field(default_factory=list)
     #: sha256 of the last line: store it elsewhere to detect records cut off the end later.
     head_hash: str = GENESIS_HASH
+    #: Signature status per record index: "valid", "invalid", "unknown key" or "unchecked".
+    signatures: dict[int, str] = field(default_factory=dict)
+    #: The problems of each bad record, by index (the head file's findings under the index they name).
+    record_problems: dict[int, list[str]] = field(default_factory=dict)
+    #: The head file: "ok", "missing", "invalid", "mismatch", "behind" (log has newer records) or "skipped".
+    head_status: str = "skipped"
 
     def raise_for_problems(self) -> None:
         """Raise IntegrityError naming the first problems when the log did not verify."""
@@ -133,6 +147,7 @@ class AuditLog:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             fh.seek(0)
             lines, problems = _check_structure(fh.read())
+            problems += _head_structure_problems(head_path(self.path), lines)
             if problems:
                 raise AuditError(
                     f"The audit log {self.path} is broken ({problems[0][1]}); nothing was appended.",
@@ -150,6 +165,7 @@ class AuditLog:
                 "model_manifest_hash": model_manifest_hash,
                 "metrics": _metrics(report, decision),
                 "extra": dict(extra or {}),
+                **({"approvals": list(decision.approvals)} if decision.approvals else {}),
                 "prev_hash": sha256_bytes(lines[-1]) if lines else GENESIS_HASH,
                 "key_id": key_id(key),
             }
@@ -165,9 +181,11 @@ class AuditLog:
             signature = base64.b64encode(key.sign(record_hash.encode("ascii"))).decode("ascii")
             full = {**body, "record_hash": record_hash, "signature": signature}
             record = AuditRecord.model_validate(full)
-            fh.write(canonical_json(full).encode("utf-8") + b"\n")
+            line = canonical_json(full).encode("utf-8")
+            fh.write(line + b"\n")
             fh.flush()
             os.fsync(fh.fileno())
+            write_head(self.path, n_records=len(lines) + 1, last_line=line, private_key=key)
         if created:
             _fsync_dir(self.path.parent)
         return record
@@ -189,11 +207,16 @@ class AuditLog:
         return verify_log(self.path, keys)
 
 
-def verify_log(path: str | Path, keys: PublicKeys | Sequence[PublicKeys]) -> AuditVerification:
+def verify_log(
+    path: str | Path, keys: PublicKeys | Sequence[PublicKeys], *, head: bool | None = None
+) -> AuditVerification:
     """Check every line, ``seq``, hash link, record hash, key id and signature of the log at ``path``.
 
-    ``keys`` are the public keys (objects or ``.pub`` paths) allowed to have signed. A missing
-    file raises AuditError; an empty file is a valid log of 0 records.
+    ``keys`` are the public keys allowed to have signed: key objects, ``.pub`` paths, or key
+    directories (every public key in them and in their ``keyring/``). ``head``: check the signed
+    head file ``LOG.head`` when it exists (None), require it (True: a missing head is a problem,
+    as records cut off the end could not be seen) or skip it (False). A missing log raises
+    AuditError; an empty file is a valid log of 0 records.
     """
     p = Path(path)
     if not p.is_file():
@@ -205,24 +228,135 @@ def verify_log(path: str | Path, keys: PublicKeys | Sequence[PublicKeys]) -> Aud
     content = p.read_bytes()
     lines, problems = _check_structure(content)
     bad: set[int] = {i for i, _ in problems}
-    messages = [msg for _, msg in problems]
+    signatures = {i: "unchecked" for i in range(len(lines))}
     for i, line in enumerate(lines):
         if i in bad:
             continue
         obj = json.loads(line)
         public = known.get(obj["key_id"])
         if public is None:
-            bad.add(i)
-            messages.append(f"record {i}: signed by unknown key {obj['key_id']}")
+            signatures[i] = "unknown key"
+            problems.append((i, f"record {i}: signed by unknown key {obj['key_id']}"))
         elif not _signature_ok(public, obj["signature"], obj["record_hash"]):
-            bad.add(i)
-            messages.append(f"record {i}: signature is not valid for key {obj['key_id']}")
-    n_records = len(lines)
-    head = sha256_bytes(lines[-1]) if lines else GENESIS_HASH
-    first_bad = min(bad) if bad else None
+            signatures[i] = "invalid"
+            problems.append((i, f"record {i}: signature is not valid for key {obj['key_id']}"))
+        else:
+            signatures[i] = "valid"
+    head_status = "skipped"
+    if head is not False:
+        head_status, head_problems = _check_head(head_path(p), lines, known, required=bool(head))
+        problems += head_problems
+    record_problems: dict[int, list[str]] = {}
+    for i, msg in problems:
+        record_problems.setdefault(i, []).append(msg)
+    first_bad = min(record_problems) if record_problems else None
     return AuditVerification(
-        ok=not bad, n_records=n_records, first_bad=first_bad, problems=messages, head_hash=head
+        ok=not problems,
+        n_records=len(lines),
+        first_bad=first_bad,
+        problems=[msg for _, msg in problems],
+        head_hash=sha256_bytes(lines[-1]) if lines else GENESIS_HASH,
+        signatures=signatures,
+        record_problems=record_problems,
+        head_status=head_status,
     )
+
+
+# --- the head file --------------------------------------------------------------------------
+def head_path(log: str | Path) -> Path:
+    """Where the signed head of the log at ``log`` lives: ``LOG.head`` beside it."""
+    p = Path(log)
+    return p.with_name(p.name + HEAD_SUFFIX)
+
+
+def write_head(
+    log: str | Path, *, n_records: int, last_line: bytes, private_key: Ed25519PrivateKey
+) -> Path:
+    """Sign and atomically write ``LOG.head``: the record count and the sha256 of the last line."""
+    p = Path(log)
+    body = {
+        "format": HEAD_FORMAT,
+        "log": p.name,
+        "n_records": n_records,
+        "head_hash": sha256_bytes(last_line),
+        "time": utc_now(),
+        "key_id": key_id(private_key),
+    }
+    signature = base64.b64encode(private_key.sign(canonical_json(body).encode("utf-8"))).decode("ascii")
+    target = head_path(p)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(canonical_json({**body, "signature": signature}).encode("utf-8") + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(p.parent)
+    return target
+
+
+def _read_head(path: Path) -> dict[str, Any] | None:
+    """The head file's JSON object, or None when it is not one of ours (changed or corrupted)."""
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    fields = {"format", "log", "n_records", "head_hash", "time", "key_id", "signature"}
+    if not isinstance(obj, dict) or set(obj) != fields or obj["format"] != HEAD_FORMAT:
+        return None
+    if not isinstance(obj["n_records"], int) or obj["n_records"] < 1:
+        return None
+    if not all(isinstance(obj[k], str) for k in fields - {"n_records"}):
+        return None
+    return obj
+
+
+def _head_structure_problems(path: Path, lines: list[bytes]) -> list[tuple[int, str]]:
+    """Records missing at the end per the head file (no signature check): for ``append``."""
+    if not path.exists():
+        return []
+    obj = _read_head(path)
+    if obj is None:
+        return [(len(lines), f"the head file {path.name} is unreadable (changed or corrupted)")]
+    n = obj["n_records"]
+    if n > len(lines) or sha256_bytes(lines[n - 1]) != obj["head_hash"]:
+        return [(min(n, len(lines)), f"the log does not match its head file {path.name} (records removed)")]
+    return []
+
+
+def _check_head(
+    path: Path, lines: list[bytes], known: Mapping[str, Ed25519PublicKey], *, required: bool
+) -> tuple[str, list[tuple[int, str]]]:
+    """Check the signed head file against the log: a status and the problems, by record index."""
+    n_lines = len(lines)
+    if not path.exists():
+        if required and n_lines:  # a log with no records and no head was never appended to
+            return "missing", [(n_lines, f"no head file {path.name}: records cut off the end "
+                                         "could not be detected")]
+        return "missing", []
+    obj = _read_head(path)
+    if obj is None:
+        return "invalid", [(n_lines, f"head file {path.name}: unreadable (changed or corrupted)")]
+    public = known.get(obj["key_id"])
+    body = {k: v for k, v in obj.items() if k != "signature"}
+    if public is None:
+        return "invalid", [(n_lines, f"head file {path.name}: signed by unknown key {obj['key_id']}")]
+    try:
+        raw = base64.b64decode(obj["signature"].encode("ascii"), validate=True)
+        public.verify(raw, canonical_json(body).encode("utf-8"))
+    except (ValueError, UnicodeEncodeError, InvalidSignature):
+        return "invalid", [(n_lines, f"head file {path.name}: signature is not valid")]
+    n = obj["n_records"]
+    if n > n_lines:
+        return "mismatch", [(n_lines, f"record {n_lines}: missing; the head file says the log had "
+                                      f"{n} record(s), it has {n_lines} (records removed from the end)")]
+    if sha256_bytes(lines[n - 1]) != obj["head_hash"]:
+        return "mismatch", [(n - 1, f"record {n - 1}: does not match the head file's head_hash "
+                                    "(records removed, reordered or replaced)")]
+    return ("behind" if n < n_lines else "ok"), []
 
 
 # --- internals ------------------------------------------------------------------------------
@@ -308,13 +442,17 @@ def _known_keys(keys: PublicKeys | Sequence[PublicKeys]) -> dict[str, Ed25519Pub
             public = item.public_key()
         elif isinstance(item, Ed25519PublicKey):
             public = item
+        elif Path(item).is_dir():  # a key directory: its public keys and its keyring
+            known.update(load_keyring(item))
+            continue
         else:
             public = load_public_key(item)
         known[key_id(public)] = public
     if not known:
         raise AuditError(
             "No public key given to verify the audit log with.",
-            hint="Pass the public key(s) that signed it, e.g. --public-key keys/synthkit.pub.",
+            hint="Pass the public key(s) that signed it, e.g. --public-key keys/synthkit.pub, or "
+            "the key directory (its keyring holds the keys retired by `synthkit keys rotate`).",
         )
     return known
 

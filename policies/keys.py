@@ -4,6 +4,10 @@ Private keys are PKCS8 PEM, encrypted when a passphrase is given, and are create
 0600 from the first byte (never written world-readable and narrowed afterwards). Public keys
 are SubjectPublicKeyInfo PEM. A key's id is the first 16 hex characters of the sha256 of its
 raw public bytes: short enough to print, and stored in every record it signs.
+
+Rotation (:func:`rotate_keypair`) makes a new pair current under the same name, moves the old
+private key to ``retired/`` (still 0600) or deletes it, and keeps every public key that ever
+signed in ``keyring/<name>-<key id>.pub``, so records signed before the rotation still verify.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from synthkit.errors import AuditError, SinkExistsError
 
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
+#: Sub-directories of a key directory: old public keys, and retired private keys.
+KEYRING_DIR = "keyring"
+RETIRED_DIR = "retired"
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,17 @@ class KeyPair:
     private_path: Path
     public_path: Path
     key_id: str
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """What :func:`rotate_keypair` did: the new current pair and where the old key went."""
+
+    current: KeyPair
+    retired_key_id: str
+    #: The old private key, kept 0600 under ``retired/``; None when it was removed.
+    retired_private_path: Path | None
+    keyring: Path
 
 
 def key_id(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
@@ -63,8 +81,7 @@ def generate_keypair(
     Existing keys are never replaced unless ``overwrite=True``: losing a private key that
     signed an audit log cannot be undone.
     """
-    if not name or "/" in name or "\\" in name or name in {".", ".."}:
-        raise AuditError(f"Invalid key name {name!r}.", hint="Use a plain file name stem, e.g. 'synthkit'.")
+    _check_name(name)
     password = _passphrase_bytes(passphrase)
     root = Path(directory)
     private_path = root / f"{name}{PRIVATE_SUFFIX}"
@@ -79,15 +96,7 @@ def generate_keypair(
     root.mkdir(parents=True, exist_ok=True)
 
     key = Ed25519PrivateKey.generate()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    )
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    private_pem, public_pem = _pem_pair(key, password)
     tmp_private = _write_new(root, private_pem, mode=0o600)
     try:
         tmp_public = _write_new(root, public_pem, mode=0o644)
@@ -178,3 +187,108 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
             hint="Pass the <name>.pub file that `synthkit keys generate` wrote.",
         )
     return key
+
+
+# --- rotation and keyrings ------------------------------------------------------------------
+def rotate_keypair(
+    directory: str | Path,
+    *,
+    name: str = "synthkit",
+    passphrase: str | bytes | None = None,
+    old_passphrase: str | bytes | None = None,
+    remove_old: bool = False,
+) -> KeyRotation:
+    """Make a new ``<name>`` key pair current; keep the old public key in the keyring.
+
+    The old private key moves to ``retired/<name>-<key id>.key`` (mode 0600) or, with
+    ``remove_old=True``, is replaced and gone. ``passphrase`` encrypts the new private key;
+    ``old_passphrase`` is only needed to check that the old pair matches when it is encrypted.
+    Every step is an atomic rename, in an order that never loses the old public key.
+    """
+    root = Path(directory)
+    _check_name(name)
+    private_path, public_path = root / f"{name}{PRIVATE_SUFFIX}", root / f"{name}{PUBLIC_SUFFIX}"
+    if not public_path.is_file() or not private_path.is_file():
+        raise AuditError(
+            f"No key pair '{name}' to rotate in {root} (need {private_path.name} and {public_path.name}).",
+            hint=f"Create one first: synthkit keys generate --out {root} --name {name}.",
+        )
+    old_public = load_public_key(public_path)
+    old_id = key_id(old_public)
+    if old_passphrase is not None or b"ENCRYPTED" not in private_path.read_bytes():
+        if key_id(load_private_key(private_path, old_passphrase)) != old_id:
+            raise AuditError(
+                f"{private_path.name} and {public_path.name} are not one key pair; nothing was rotated.",
+                hint="Restore the matching pair from a trusted copy before rotating.",
+            )
+    password = _passphrase_bytes(passphrase)
+    keyring = root / KEYRING_DIR
+    keyring.mkdir(exist_ok=True)
+    _install(keyring, f"{name}-{old_id}{PUBLIC_SUFFIX}", public_path.read_bytes(), mode=0o644)
+
+    key = Ed25519PrivateKey.generate()
+    private_pem, public_pem = _pem_pair(key, password)
+    new_id = key_id(key)
+    tmp_private = _write_new(root, private_pem, mode=0o600)
+    try:
+        tmp_public = _write_new(root, public_pem, mode=0o644)
+    except BaseException:
+        tmp_private.unlink(missing_ok=True)
+        raise
+    retired_path: Path | None = None
+    if not remove_old:
+        retired = root / RETIRED_DIR
+        retired.mkdir(mode=0o700, exist_ok=True)
+        retired_path = retired / f"{name}-{old_id}{PRIVATE_SUFFIX}"
+        os.chmod(private_path, 0o600)
+        os.replace(private_path, retired_path)
+    os.replace(tmp_private, private_path)  # with remove_old, this replaces the old key
+    os.replace(tmp_public, public_path)
+    _install(keyring, f"{name}-{new_id}{PUBLIC_SUFFIX}", public_pem, mode=0o644)
+    return KeyRotation(
+        current=KeyPair(private_path=private_path, public_path=public_path, key_id=new_id),
+        retired_key_id=old_id,
+        retired_private_path=retired_path,
+        keyring=keyring,
+    )
+
+
+def load_keyring(directory: str | Path) -> dict[str, Ed25519PublicKey]:
+    """Every public key in a key directory and its ``keyring/``, by key id (ids from the keys)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise AuditError(
+            f"No key directory at {root}.",
+            hint="Pass the directory that `synthkit keys generate --out` wrote.",
+        )
+    found: dict[str, Ed25519PublicKey] = {}
+    for path in sorted([*root.glob(f"*{PUBLIC_SUFFIX}"), *(root / KEYRING_DIR).glob(f"*{PUBLIC_SUFFIX}")]):
+        public = load_public_key(path)
+        found[key_id(public)] = public
+    return found
+
+
+def _check_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in {".", ".."}:
+        raise AuditError(f"Invalid key name {name!r}.", hint="Use a plain file name stem, e.g. 'synthkit'.")
+    return name
+
+
+def _pem_pair(key: Ed25519PrivateKey, password: bytes | None) -> tuple[bytes, bytes]:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    )
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem
+
+
+def _install(directory: Path, name: str, data: bytes, *, mode: int) -> Path:
+    """Atomically write ``data`` as ``directory/name`` unless that file already holds it."""
+    target = directory / name
+    if target.is_file() and target.read_bytes() == data:
+        return target
+    os.replace(_write_new(directory, data, mode=mode), target)
+    return target

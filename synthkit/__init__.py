@@ -39,6 +39,11 @@ _EXPORTS: dict[str, str] = {
     "fingerprint": "synthkit.frames",
     "to_polars": "synthkit.frames",
     "split_holdout": "synthkit.prepare.split",
+    # preparation
+    "profile": "synthkit.prepare.profile",
+    "clean": "synthkit.prepare.clean",
+    "CleanRules": "synthkit.prepare.clean",
+    "augment": "synthkit.augmentation",
 }
 
 __all__ = [
@@ -48,6 +53,7 @@ __all__ = [
     "evaluate", "Report",
     "Pipeline", "PipelineConfig", "PipelineResult",
     "fingerprint", "to_polars", "split_holdout",
+    "profile", "clean", "CleanRules", "augment",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +63,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from synthkit.generators.registry import available as available_generators
     from synthkit.generators.registry import create, load
     from synthkit.pipeline import Pipeline, PipelineConfig, PipelineResult
+    from synthkit.augmentation import augment
+    from synthkit.prepare.clean import CleanRules, clean
+    from synthkit.prepare.profile import profile
     from synthkit.prepare.split import split_holdout
     from synthkit.schema import Column, ColumnKind, PIIKind, Schema, infer_schema
 

@@ -116,11 +116,14 @@ def main() -> None:
 @click.option("--pii", "pii_only", is_flag=True,
               help="Show only the personal data found: per column the kind, how many values "
                    "validated (or PII spans in free text, by kind) and the handling that applies.")
+@click.option("--profile", "profile_only", is_flag=True,
+              help="Show only the data-quality profile: duplicates, invalid values, incomplete "
+                   "rows, outliers, near-constant, high-cardinality and id-like columns.")
 @click.option("--save", type=click.Path(dir_okay=False), help="Also write the schema JSON here.")
 @_db_source_options
 @_handle_errors
-def inspect(source: str, as_json: bool, pii_only: bool, save: str | None, table: str | None,
-            query: str | None, limit: int | None, sample_rows: int | None,
+def inspect(source: str, as_json: bool, pii_only: bool, profile_only: bool, save: str | None,
+            table: str | None, query: str | None, limit: int | None, sample_rows: int | None,
             password_env: str | None) -> None:
     """Show the schema synthkit infers for SOURCE (kinds, types, nulls, PII).
 
@@ -134,6 +137,7 @@ def inspect(source: str, as_json: bool, pii_only: bool, save: str | None, table:
     Example:
       synthkit inspect data/customers.csv
       synthkit inspect data/customers.csv --pii --json > pii-findings.json
+      synthkit inspect data/customers.csv --profile
       synthkit inspect data/customers.parquet --json > schema.json
       synthkit inspect sqlite:///shop.db --table orders
       synthkit inspect postgresql://analyst@db:5432/shop --table orders --password-env SHOP_PW
@@ -150,6 +154,15 @@ def inspect(source: str, as_json: bool, pii_only: bool, save: str | None, table:
         schema = infer_schema(frame)
     if save:
         schema.to_json(save)
+    from synthkit.prepare.profile import profile as run_profile
+
+    found = run_profile(frame, schema)
+    if profile_only:
+        if as_json:
+            click.echo(json.dumps(found.to_dict(), indent=2, sort_keys=True, default=str))
+        else:
+            _print_profile(found)
+        return
     if as_json and not pii_only:
         click.echo(schema.to_json())
         return
@@ -189,6 +202,20 @@ def inspect(source: str, as_json: bool, pii_only: bool, save: str | None, table:
         console.print(f"[red]PII[/]: {len(pii_cols)} column(s), {spans:,} span(s) in free text; "
                       "see `synthkit inspect SOURCE --pii`. Handling applies in `synthkit run` "
                       "(pipeline YAML pii: section).", highlight=False)
+    if found.findings:
+        _print_profile(found)
+
+
+def _print_profile(found: Any) -> None:
+    """The data-quality findings of ``inspect``: what, where, how many, and what to do."""
+    shown = Table(title=f"Data quality: {found.rows:,} rows")
+    for col in ("check", "column", "count", "finding", "what to do"):
+        shown.add_column(col, overflow="fold")
+    for f in found.findings:
+        shown.add_row(f.kind, f.column or "(rows)", f"{f.count:,}", f.message, f.hint)
+    if not found.findings:
+        shown.add_row("—", "—", "0", "nothing found", "")
+    out.print(shown)
 
 
 def _print_pii(source: str, rows: int, findings: list[Any], *, as_json: bool) -> None:
@@ -237,11 +264,17 @@ def _print_pii(source: str, rows: int, findings: list[Any], *, as_json: bool) ->
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run from its checkpoints (neural generators keep them "
                    "in OUT.checkpoints unless --set checkpoint_dir=... says otherwise).")
+@click.option("--encrypt", is_flag=True,
+              help="Encrypt the model at rest (AES-256-GCM) with the key in SYNTHKIT_MODEL_KEY or "
+                   "--key-file; no checkpoints are kept unless --set checkpoint_dir=... asks.")
+@click.option("--key-file", "model_key_file", type=click.Path(exists=True, dir_okay=False),
+              help="Model key file (from `synthkit keys generate-model-key`); implies --encrypt.")
 @_db_source_options
 @_handle_errors
 def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config_file: str | None,
           schema_file: str | None,
           drop: tuple[str, ...], holdout: float, seed: int, overwrite: bool, resume: bool,
+          encrypt: bool, model_key_file: str | None,
           table: str | None, query: str | None, limit: int | None, sample_rows: int | None,
           password_env: str | None) -> None:
     """Train a generator on SOURCE and save it to a model directory.
@@ -252,11 +285,16 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config
       synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae
       synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae --resume
       synthkit train sqlite:///shop.db --table orders --sample 50000 --out models/orders
+      synthkit train data/wage.csv --out models/wage --encrypt --key-file model.key
     """
     from synthkit.generators.registry import create, resolve
     from synthkit.prepare.split import split_holdout
     from synthkit.schema import Schema, infer_schema
 
+    if encrypt or model_key_file:  # a missing or bad key fails before training, not after
+        from synthkit.artifacts import resolve_model_key
+
+        resolve_model_key(Path(model_key_file) if model_key_file else None, required=True)
     with _status("Training") as update:
         update("reading")
         frame = _read_source(source, table, query, limit, sample_rows, password_env)
@@ -280,12 +318,16 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config
             if not isinstance(from_file, dict):
                 raise click.BadParameter("expected a mapping of option: value", param_hint="--config")
         config = {"seed": seed, **from_file, **_parse_options(options)}
-        if resolve(name)[0].supports_resume:
+        encrypt = encrypt or model_key_file is not None
+        if resolve(name)[0].supports_resume and not encrypt:  # checkpoints are not encrypted
             config.setdefault("checkpoint_dir", f"{out_dir.rstrip('/')}.checkpoints")
         gen = create(name, **config)
         gen.fit(train_part, schema=schema, resume=resume)
         update("saving")
-        path = gen.save(out_dir, overwrite=overwrite)
+        path = gen.save(out_dir, overwrite=overwrite, encrypt=encrypt,
+                        key=Path(model_key_file) if model_key_file else None)
+    if encrypt and config.get("checkpoint_dir"):
+        console.print(f"[yellow]Note[/]: checkpoints in {config['checkpoint_dir']} are not encrypted.")
     console.print(f"[green]Trained[/] {gen.registry_name} on {train_part.height:,} rows "
                   f"in {gen.fit_report_.get('fit_seconds', 0):.2f}s → {path}")
 
@@ -380,14 +422,19 @@ def tune(source: str, name: str, trials: int, out_dir: str, options: tuple[str, 
               help="Set the shares of one column's values, e.g. churn=yes:0.5,no:0.5.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading SDV models, which are stored with pickle. Only for models you trust.")
+@click.option("--key-file", "model_key_file", type=click.Path(exists=True, dir_okay=False),
+              help="Key file of an encrypted model (default: SYNTHKIT_MODEL_KEY).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
+@click.option("--approval", "approvals", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A signed approval (synthkit approve), repeatable: for policies that require them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @_handle_errors
 def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | None,
            real_table: str | None, password_env: str | None, real_source: str, holdout: float,
            split_seed: int, drop: tuple[str, ...], policy: str, purpose: str | None, report: str | None,
            audit_log: str | None, key: str | None, passphrase_env: str | None, seed: int | None,
-           conditions: tuple[str, ...], rebalance: str | None, trust_pickle: bool, overwrite: bool,
+           conditions: tuple[str, ...], rebalance: str | None, trust_pickle: bool,
+           model_key_file: str | None, overwrite: bool, approvals: tuple[str, ...],
            as_json: bool) -> None:
     """Sample N rows from MODEL, gate them with a policy, write them only if allowed.
 
@@ -407,7 +454,7 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
     from synthkit.evaluate import evaluate
     from synthkit.frames import fingerprint
     from synthkit.generators.registry import load
-    from synthkit.pipeline import sample_to_sink
+    from synthkit.pipeline import dp_epsilon, sample_to_sink
     from synthkit.policies import AuditLog, gate, load_policy, load_private_key, require_purpose
     from synthkit.prepare.split import split_holdout
 
@@ -421,7 +468,7 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
         private_key = load_private_key(key, passphrase=passphrase)
     with _status("Sampling") as update:
         update("loading model")
-        gen = load(model, trust_pickle=trust_pickle)
+        gen = load(model, trust_pickle=trust_pickle, key=Path(model_key_file) if model_key_file else None)
         update("reading real data")
         real = _read_source(real_source, real_table,
                             password_env=password_env if is_database_uri(real_source) else None)
@@ -458,17 +505,20 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
                 seed=seed, conditions=parsed_conditions, audit_log=audit_log,
                 private_key=private_key, model_manifest_hash=manifest, report_path=report,
                 overwrite=overwrite, on_stage=update, sink_options=sink_options,
+                approvals=list(approvals),
             )
             decision = outcome.decision
         else:  # rebalancing shuffles across groups, so it is done in memory
             update(f"generating {n:,} rows")
             synthetic = gen.sample(n, seed=seed, conditions=parsed_conditions, rebalance=shares)
             update("evaluating")
-            rep = evaluate(train_part, synthetic, gen.schema_, holdout=holdout_part)
+            rep = evaluate(train_part, synthetic, gen.schema_, holdout=holdout_part,
+                           fairness=pol.fairness if pol.fairness and pol.fairness.protected else None,
+                           dp_epsilon=dp_epsilon(gen))
             if report:
                 rep.to_html(report)
             update("gating")
-            decision = gate(pol, rep, purpose)
+            decision = gate(pol, rep, purpose, approvals=list(approvals))
             if audit_log:
                 AuditLog(audit_log).append(decision, private_key=private_key, report=rep,
                                            model_manifest_hash=manifest,
@@ -523,12 +573,13 @@ def _print_decision(decision: Any, *, as_json: bool = False) -> None:
     if as_json:
         click.echo(json.dumps(decision.to_dict(), indent=2, sort_keys=True, default=str))
         return
-    verdict = "[green]PASSED[/]" if decision.passed else "[red]REFUSED[/]"
+    verdict = {"passed": "[green]PASSED[/]", "failed": "[red]REFUSED[/]",
+               "passed_with_warnings": "[yellow]PASSED WITH WARNINGS[/]"}[decision.verdict]
     table = Table(title=f"Policy {decision.policy} {decision.policy_version}: {verdict}")
     for col in ("rule", "value", "threshold", "result", "hint"):
         table.add_column(col, overflow="fold")
     for f in decision.findings:
-        if f.kind != "metric":
+        if f.kind not in ("metric", "data", "fairness", "approval"):
             value = ""
         elif isinstance(f.value, float):
             value = f"{f.value:.4f}"
@@ -538,6 +589,101 @@ def _print_decision(decision: Any, *, as_json: bool = False) -> None:
         ok = "[green]pass[/]" if f.passed else ("[yellow]warn[/]" if f.severity == "warn" else "[red]fail[/]")
         table.add_row(f.rule, value, threshold, ok, "" if f.passed else f"{f.message} {f.hint}")
     out.print(table)
+
+
+# --- augment ------------------------------------------------------------------------------
+@main.command()
+@click.argument("source")
+@click.option("--target", "-t", required=True, help="The class column whose scarce classes grow.")
+@click.option("--strategy", default="balance", show_default=True,
+              help="'balance' (every class up to the largest), 'minority=F' (the smallest class "
+                   "times F) or 'CLASS=ROWS,...' (rows to add per class).")
+@click.option("--generator", "-g", "name", default="tabular/ctgan", show_default=True,
+              help="Generator that makes the rows (conditional sampling).")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="Generator setting, repeatable (e.g. -o epochs=100).")
+@click.option("--test-size", default=0.25, show_default=True,
+              help="Share of real rows held out to measure the effect.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "dest", help="Write the augmented table here (gated by the policy).")
+@click.option("--policy", "-p", default="default", show_default=True,
+              help="Built-in pack name or path to a policy YAML (with --out).")
+@click.option("--purpose", help="What the augmented data is for (with --out).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was added and its effect as JSON.")
+@_handle_errors
+def augment(source: str, target: str, strategy: str, name: str, options: tuple[str, ...],
+            test_size: float, seed: int, dest: str | None, policy: str, purpose: str | None,
+            overwrite: bool, as_json: bool) -> None:
+    """Add synthetic rows of the scarce classes of TARGET; measure the effect honestly.
+
+    A stratified share of the real rows is held out; the generator learns the rest; the same
+    gradient-boosting model is trained on real rows and on real plus synthetic rows and both
+    are scored on the held-out rows. Added rows carry is_synthetic=true.
+
+    \b
+    Example:
+      synthkit augment data/churn.csv --target churn --strategy balance -g tabular/ctgan
+      synthkit augment data/churn.csv -t churn --strategy minority=2 --out augmented.parquet \\
+          --purpose "training a churn model"
+    """
+    from synthkit.augmentation import augment as run_augment
+
+    parsed: Any = strategy
+    if strategy != "balance":
+        pairs = dict(item.split("=", 1) for item in strategy.split(",") if "=" in item)
+        if not pairs:
+            raise click.BadParameter("use balance, minority=F or CLASS=ROWS,...", param_hint="--strategy")
+        parsed = ({"minority": float(pairs["minority"])} if set(pairs) == {"minority"}
+                  else {k: int(v) for k, v in pairs.items()})
+    if dest:
+        from synthkit.policies import load_policy, require_purpose
+
+        pol = load_policy(policy)
+        require_purpose(pol, purpose)
+    with _status("Augmenting") as update:
+        update(f"reading {source}")
+        frame = _read_source(source)
+        update(f"fitting {name} and sampling")
+        result = run_augment(frame, target, parsed, name, test_size=test_size, seed=seed,
+                             generator_options=_parse_options(options))
+        decision = None
+        if dest:
+            update("judging the synthetic rows")
+            decision = _gate_augmented(result, frame, pol, purpose, seed)
+    if as_json:
+        click.echo(json.dumps(result.to_dict() | ({"decision": decision.to_dict()} if decision else {}),
+                              default=str))
+    else:
+        console.print(result.summary(), highlight=False)
+    if decision is not None:
+        if not as_json:
+            _print_decision(decision)
+        if not decision.passed:
+            raise SystemExit(1)
+        from synthkit.connectors import write
+
+        written = write(result.data, dest, decision=decision, overwrite=overwrite)
+        if not as_json:
+            console.print(f"Augmented table → {written}")
+
+
+def _gate_augmented(result: Any, real: Any, pol: Any, purpose: str | None, seed: int) -> Any:
+    """Judge the synthetic rows against the real ones; the Decision binds the augmented table."""
+    from synthkit.evaluate import evaluate as run_evaluate
+    from synthkit.frames import fingerprint
+    from synthkit.policies import gate
+
+    synthetic = result.synthetic
+    if synthetic.height == 0:
+        raise click.UsageError("Nothing was added (the classes are already as asked).")
+    report = run_evaluate(real, synthetic, result.generator.schema_, seed=seed,
+                          synthetic_of=(fingerprint(result.data), result.data.height))
+    report.notes.append(
+        f"Augmented table: {result.data.height - synthetic.height:,} real rows (the source's own) "
+        f"and {synthetic.height:,} synthetic rows marked is_synthetic; the metrics judge the "
+        "synthetic rows.")
+    return gate(pol, report, purpose)
 
 
 # --- evaluate -----------------------------------------------------------------------------
@@ -602,9 +748,11 @@ def _print_report(rep: Any) -> None:
 # --- run ----------------------------------------------------------------------------------
 @main.command()
 @click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--approval", "approvals", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A signed approval (synthkit approve), repeatable: for policies that require them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @_handle_errors
-def run(pipeline_file: str, as_json: bool) -> None:
+def run(pipeline_file: str, approvals: tuple[str, ...], as_json: bool) -> None:
     """Run a YAML pipeline end to end: read, train, sample, evaluate, gate, audit, write.
 
     \b
@@ -618,6 +766,7 @@ def run(pipeline_file: str, as_json: bool) -> None:
     from synthkit.prepare.pii_handling import PIIKeyWarning
 
     pipeline = Pipeline.from_yaml(pipeline_file)
+    pipeline.config.approvals = [*pipeline.config.approvals, *(str(Path(a).resolve()) for a in approvals)]
     with _status("Running pipeline") as update, warnings.catch_warnings():
         warnings.simplefilter("ignore", PIIKeyWarning)  # _print_result says it once, plainly
         result = pipeline.run(on_stage=update, raise_on_refusal=False)
@@ -650,38 +799,87 @@ def _print_result(result: Any, *, as_json: bool = False) -> None:
                       highlight=False)
 
 
+# --- approve ------------------------------------------------------------------------------
+@main.command()
+@click.argument("decision_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Your Ed25519 private key (synthkit keys generate); its key id must be in the policy.")
+@click.option("--approver", required=True, help="Your name, as the policy's approvals list it.")
+@click.option("--passphrase-env", help="Environment variable holding the key's passphrase.")
+@click.option("--override", "overrides", multiple=True, metavar="RULE",
+              help="A failed rule id you accept anyway, repeatable (the policy must allow it).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False),
+              help="Where to write the approval [default: DECISION_FILE stem + .<approver>.approval.json].")
+@_handle_errors
+def approve(decision_file: str, key: str, approver: str, passphrase_env: str | None,
+            overrides: tuple[str, ...], out: str | None) -> None:
+    """Sign an approval of a gated decision (the JSON `sample`/`run --json` printed) with your key.
+
+    The approval binds the decision's data fingerprint, policy hash and purpose; pass it back
+    to the gate with --approval. Never replaces an existing file.
+
+    \b
+    Example:
+      synthkit sample models/wage -n 5000 --out s.parquet --real wage.csv --policy team.yaml \\
+        --purpose research --json > decision.json
+      synthkit approve decision.json --key keys/alice.key --approver alice
+      synthkit sample ... --approval decision.alice.approval.json --approval decision.bob.approval.json
+    """
+    from synthkit.policies.approvals import APPROVAL_SUFFIX, sign_approval
+
+    passphrase = os.environ.get(passphrase_env) if passphrase_env else None
+    approval = sign_approval(decision_file, key, approver=approver, overrides=overrides,
+                             passphrase=passphrase)
+    src = Path(decision_file)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in approver)
+    path = approval.save(out or src.with_name(f"{src.stem}.{safe}{APPROVAL_SUFFIX}"))
+    console.print(f"[green]Approval[/] by {approver} (key {approval.key_id}) → {path}", highlight=False)
+
+
 # --- audit --------------------------------------------------------------------------------
 @main.group()
 def audit() -> None:
-    """Audit logs: verify signatures and the hash chain.
+    """Audit logs: verify signatures and the hash chain, and report on every decision.
 
     \b
     Example:
       synthkit audit verify audit.jsonl --public-key keys/synthkit.pub
+      synthkit audit report audit.jsonl --public-key keys --out audit.html
     """
+
+
+_PUBLIC_KEYS_HELP = ("Public key(s) that may have signed, repeatable: a .pub file, or a key directory "
+                     "(its public keys and its keyring of rotated keys).")
+_NO_HEAD_HELP = ("Do not require the signed head file LOG.head (logs written before it existed); "
+                 "records cut off the end then go unnoticed.")
 
 
 @audit.command("verify")
 @click.argument("log", type=click.Path(dir_okay=False))
-@click.option("--public-key", "-k", "keys", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False), help="Public key(s) that may have signed.")
+@click.option("--public-key", "--keys", "-k", "keys", multiple=True, required=True,
+              type=click.Path(exists=True), help=_PUBLIC_KEYS_HELP)
+@click.option("--no-head", is_flag=True, help=_NO_HEAD_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_handle_errors
-def audit_verify(log: str, keys: tuple[str, ...], as_json: bool) -> None:
-    """Check every record's signature and hash link in LOG; exit 1 at the first bad one.
+def audit_verify(log: str, keys: tuple[str, ...], no_head: bool, as_json: bool) -> None:
+    """Check every record's signature and hash link in LOG, and its head; exit 1 at the first bad one.
 
     \b
     Example:
       synthkit audit verify demo-output/audit.jsonl --public-key demo-output/keys/synthkit.pub
+      synthkit audit verify audit.jsonl --keys keys     # every key in keys/ and keys/keyring/
     """
-    from synthkit.policies import load_public_key, verify_log
+    from synthkit.policies import verify_log
 
-    result = verify_log(log, [load_public_key(k) for k in keys])
+    result = verify_log(log, list(keys), head=not no_head)
     if as_json:
         click.echo(json.dumps({"ok": result.ok, "n_records": result.n_records,
-                               "first_bad": result.first_bad, "problems": result.problems}, indent=2))
+                               "first_bad": result.first_bad, "problems": result.problems,
+                               "head": result.head_status, "head_hash": result.head_hash}, indent=2))
     elif result.ok:
-        console.print(f"[green]OK[/]: {result.n_records} record(s), signatures and hash chain valid.")
+        head = {"ok": ", head file matches", "behind": ", head file behind the newest record(s) (not an error)"}
+        console.print(f"[green]OK[/]: {result.n_records} record(s), signatures and hash chain valid"
+                      f"{head.get(result.head_status, '')}.")
     else:
         console.print(f"[red]INVALID[/]: record {result.first_bad} is the first bad one.")
         for problem in result.problems:
@@ -690,14 +888,56 @@ def audit_verify(log: str, keys: tuple[str, ...], as_json: bool) -> None:
         sys.exit(EXIT_FAILED_CHECK)
 
 
+@audit.command("report")
+@click.argument("log", type=click.Path(dir_okay=False))
+@click.option("--public-key", "--keys", "-k", "keys", multiple=True, required=True,
+              type=click.Path(exists=True), help=_PUBLIC_KEYS_HELP)
+@click.option("--out", "-o", "out_path", type=click.Path(dir_okay=False),
+              help="File to write; JSON without --out goes to stdout.")
+@click.option("--format", "fmt", type=click.Choice(["html", "json", "pdf"]), default=None,
+              help="Report format (default: from the --out suffix, else html). PDF needs Chromium.")
+@click.option("--no-head", is_flag=True, help=_NO_HEAD_HELP)
+@_handle_errors
+def audit_report(log: str, keys: tuple[str, ...], out_path: str | None, fmt: str | None,
+                 no_head: bool) -> None:
+    """Write a policy-audit report of LOG: every decision, its evidence, approvals and signatures.
+
+    Exit code 1 (after writing the report) when the log does not verify.
+
+    \b
+    Example:
+      synthkit audit report audit.jsonl --public-key keys/synthkit.pub --out audit.html
+      synthkit audit report audit.jsonl -k keys --format json > audit.json
+      synthkit audit report audit.jsonl -k keys --out audit.pdf      # needs chromium on PATH
+    """
+    from synthkit.policies.audit_report import build_audit_report, format_for
+
+    chosen = fmt or (format_for(out_path) if out_path else "html")
+    if out_path is None and chosen != "json":
+        raise click.UsageError("--out is required for html and pdf reports (JSON may go to stdout).")
+    report = build_audit_report(log, list(keys), head=not no_head)
+    if out_path is None:
+        click.echo(report.to_json())
+    else:
+        report.write(out_path, format=chosen)  # type: ignore[arg-type]
+    s = report.summary
+    verdict = "[green]verified[/]" if report.ok else f"[red]NOT verified[/] (first bad record: {s['first_bad']})"
+    console.print(f"Audit report: {s['n_records']} decision(s), {s['n_passed']} passed, "
+                  f"{s['n_refused']} refused; log {verdict}" + (f" → {out_path}" if out_path else ""))
+    if not report.ok:
+        sys.exit(EXIT_FAILED_CHECK)
+
+
 # --- keys ---------------------------------------------------------------------------------
 @main.group()
 def keys() -> None:
-    """Ed25519 signing keys for audit records.
+    """Ed25519 signing keys for audit records, and AES keys for encrypting models.
 
     \b
     Example:
       synthkit keys generate --out keys
+      synthkit keys rotate keys
+      synthkit keys generate-model-key --out model.key
     """
 
 
@@ -731,6 +971,71 @@ def keys_generate(directory: str, name: str, passphrase_env: str | None, ask_pas
     pair = generate_keypair(directory, name=name, passphrase=passphrase, overwrite=overwrite)
     console.print(f"[green]Key pair[/] {pair.key_id}: private {pair.private_path} (0600), "
                   f"public {pair.public_path}")
+
+
+def _new_passphrase(ask: bool, env: str | None) -> str | None:
+    """A passphrase for a new private key: prompted, from an environment variable, or none."""
+    if ask:
+        return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=True))
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise click.UsageError(f"Environment variable {env} is empty or unset.")
+        return value
+    return None
+
+
+@keys.command("rotate")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", default="synthkit", show_default=True, help="File name stem of the pair.")
+@click.option("--passphrase-env", help="Encrypt the new private key with the passphrase in this env var.")
+@click.option("--ask-passphrase", is_flag=True, help="Prompt for the new key's passphrase.")
+@click.option("--remove-old", is_flag=True,
+              help="Delete the old private key instead of keeping it (0600) under DIRECTORY/retired/.")
+@_handle_errors
+def keys_rotate(directory: str, name: str, passphrase_env: str | None, ask_passphrase: bool,
+                remove_old: bool) -> None:
+    """Make a new NAME key pair current; old public keys stay in DIRECTORY/keyring/.
+
+    New records are signed with the new NAME.key; records signed before still verify with
+    `synthkit audit verify LOG --keys DIRECTORY`, which accepts every key in the keyring.
+
+    \b
+    Example:
+      synthkit keys rotate keys
+      synthkit keys rotate keys --name synthkit --remove-old
+    """
+    from synthkit.policies.keys import rotate_keypair
+
+    passphrase = _new_passphrase(ask_passphrase, passphrase_env)
+    done = rotate_keypair(directory, name=name, passphrase=passphrase, remove_old=remove_old)
+    where = (f"kept (0600) at {done.retired_private_path}" if done.retired_private_path
+             else "removed")
+    console.print(f"[green]Rotated[/]: key {done.current.key_id} is current "
+                  f"({done.current.private_path}); old key {done.retired_key_id}: private key "
+                  f"{where}, public key kept in {done.keyring}")
+
+
+@keys.command("generate-model-key")
+@click.option("--out", "-o", "path", default="model.key", show_default=True,
+              type=click.Path(dir_okay=False), help="Key file to write (mode 0600).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing key file.")
+@_handle_errors
+def keys_generate_model_key(path: str, overwrite: bool) -> None:
+    """Write a new AES-256 model key (base64 text, mode 0600) for encrypting models at rest.
+
+    Keep it safe: a model encrypted with it cannot be opened without it.
+
+    \b
+    Example:
+      synthkit keys generate-model-key --out model.key
+      synthkit train data.csv --out models/m --key-file model.key
+      SYNTHKIT_MODEL_KEY="$(cat model.key)" synthkit sample models/m ...
+    """
+    from synthkit.artifacts import write_model_key
+
+    written, kid = write_model_key(path, overwrite=overwrite)
+    console.print(f"[green]Model key[/] {kid} → {written} (0600)")
 
 
 # --- generators ---------------------------------------------------------------------------

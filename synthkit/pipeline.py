@@ -14,6 +14,7 @@ A pipeline file::
     holdout: 0.2
     policy: default
     purpose: software testing of the payroll system
+    approvals: [approvals/alice.json]     # signed approvals, when the policy requires them
     sink: out/synthetic.parquet
     report: out/report.html
     model: out/model
@@ -47,6 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthkit.errors import ConfigError, GateRefusedError
+from synthkit.prepare.clean import CleanRules
 
 #: A callback that is told each stage as it starts (the CLI shows it as progress).
 StageCallback = Callable[[str], None]
@@ -171,6 +173,9 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     policy: str = "default"
     purpose: str | None = None
+    approvals: list[str] = Field(
+        default_factory=list, description="Signed approval files (synthkit approve) for the gate."
+    )
     sink: str | None = None
     sink_options: dict[str, Any] = Field(
         default_factory=dict, description="Database sink options: table, mode, password_env, ..."
@@ -181,6 +186,11 @@ class PipelineConfig(BaseModel):
     audit: AuditSpec | None = None
     pii: PIISpec = Field(default_factory=PIISpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    prepare: CleanRules | None = Field(
+        None, description="Clean the source before training (dedupe, null invalid values, drop "
+        "incomplete rows, winsorise outliers); {} applies the conservative defaults. The "
+        "cleaning report goes into the quality report and the audit record.",
+    )
     base_dir: str = "."
 
     @model_validator(mode="before")
@@ -304,7 +314,8 @@ class Pipeline:
 
         # Fail fast, before any work: the policy must load and the purpose must be declared.
         stage("policy")
-        policy = load_policy(cfg.policy)
+        is_path = "/" in cfg.policy or cfg.policy.lower().endswith((".yaml", ".yml"))
+        policy = load_policy(cfg.path(cfg.policy) if is_path else cfg.policy)  # paths: from base_dir
         require_purpose(policy, cfg.purpose)
         private_key = None
         if cfg.audit is not None:
@@ -321,6 +332,15 @@ class Pipeline:
             if missing:
                 raise ConfigError(f"drop_columns names columns the source lacks: {missing}")
             frame = frame.drop(cfg.drop_columns)
+
+        cleaning = None
+        if cfg.prepare is not None:
+            stage("clean")
+            from synthkit.prepare.clean import clean
+            from synthkit.schema import Schema
+
+            declared = Schema.from_json(cfg.path(cfg.schema_file)) if cfg.schema_file else None
+            frame, cleaning = clean(frame, declared, cfg.prepare)
 
         stage("schema")
         schema = self._schema(frame)
@@ -354,7 +374,10 @@ class Pipeline:
         stage("evaluate")
         report = evaluate(train, synthetic, schema, holdout=holdout, seed=cfg.seed,
                           pii_reference=raw_frame, pii_schema=raw_schema,
+                          fairness=_fairness(policy), dp_epsilon=dp_epsilon(generator),
                           **cfg.evaluation.options())
+        if cleaning is not None:
+            report.preparation = cleaning.to_dict()
         report_path = None
         if cfg.report:
             report_path = cfg.path(cfg.report)
@@ -362,7 +385,7 @@ class Pipeline:
             report.to_json(report_path.with_suffix(".json"))
 
         stage("gate")
-        decision = gate(policy, report, cfg.purpose)
+        decision = gate(policy, report, cfg.purpose, approvals=[cfg.path(a) for a in cfg.approvals])
         record = None
         if cfg.audit is not None:
             record = AuditLog(cfg.path(cfg.audit.log)).append(
@@ -371,14 +394,15 @@ class Pipeline:
                 report=report,
                 model_manifest_hash=manifest_hash,
                 extra={"generator": generator.registry_name, "source_rows": frame.height,
-                       **self._lineage(), "pii": prepared.to_dict()},
+                       **self._lineage(), "pii": prepared.to_dict(),
+                       **({"cleaning": cleaning.to_dict()} if cleaning is not None else {})},
             )
 
         stage("write")
         written = None
         if decision.passed and cfg.sink:
             written = write(synthetic, cfg.location(cfg.sink), decision=decision, overwrite=cfg.overwrite,
-                            **self._sink_options(schema))
+                            **self._sink_options(schema, generator))
         stage("done")
         timings = {a: round(tb - ta, 3) for (a, ta), (_, tb) in zip(marks, marks[1:], strict=False)}
         result = PipelineResult(
@@ -435,13 +459,13 @@ class Pipeline:
         cfg = self.config
         return cfg.source_options.get("table") if is_database_uri(cfg.source) else None
 
-    def _sink_options(self, schema: Any) -> dict[str, Any]:
+    def _sink_options(self, schema: Any, generator: Any = None) -> dict[str, Any]:
         """Options for a database sink: its own, the Schema, and the source table's column types."""
         from synthkit.connectors import is_database_uri
 
         cfg = self.config
-        if not cfg.sink or not is_database_uri(cfg.sink):
-            return {}
+        if not cfg.sink or not is_database_uri(cfg.sink):  # files: provenance for the labels
+            return {"provenance": {"generator": generator.registry_name}} if generator is not None else {}
         options: dict[str, Any] = {"schema": schema, **cfg.sink_options}
         table = self._source_table()
         same_kind = cfg.source.split(":", 1)[0].split("+")[0] == cfg.sink.split(":", 1)[0].split("+")[0]
@@ -468,6 +492,19 @@ class Pipeline:
             if "table" in cfg.sink_options:
                 out["sink_table"] = str(cfg.sink_options["table"])
         return out
+
+
+def dp_epsilon(generator: Any) -> float | None:
+    """The epsilon a differentially private fit spent (its fit report says); None when not DP."""
+    privacy = (getattr(generator, "fit_report_", None) or {}).get("privacy") or {}
+    epsilon = privacy.get("epsilon") if privacy.get("differential_privacy") else None
+    return float(epsilon) if isinstance(epsilon, (int, float)) else None
+
+
+def _fairness(policy: Any) -> Any:
+    """The policy's fairness declaration when it names protected attributes to evaluate."""
+    rule = getattr(policy, "fairness", None)
+    return rule if rule is not None and rule.protected else None
 
 
 @dataclass
@@ -502,6 +539,7 @@ def sample_to_sink(
     overwrite: bool = False,
     on_stage: StageCallback | None = None,
     sink_options: dict[str, Any] | None = None,
+    approvals: list[Any] | None = None,
 ) -> GatedSample:
     """Sample ``n`` rows in bounded memory, gate them, and stream them to ``destination``.
 
@@ -509,18 +547,21 @@ def sample_to_sink(
     uniform sample of ``eval_rows`` for the report; the policy judges that report; the second
     regenerates the identical batches into the sink, which checks they are exactly the rows
     that were judged. Memory stays at one batch plus the evaluation sample, whatever ``n``.
-    ``sink_options`` go to the sink (a database's ``table``, ``mode``, ``schema``).
+    ``sink_options`` go to the sink (a database's ``table``, ``mode``, ``schema``);
+    ``approvals`` (signed approval files or objects) go to the gate.
     """
     import numpy as np
 
     from synthkit.connectors import write_batches
     from synthkit.evaluate import evaluate
     from synthkit.frames import FingerprintHasher
-    from synthkit.policies import AuditLog, gate
+    from synthkit.policies import AuditLog, gate, load_policy
 
     def stage(name: str) -> None:
         if on_stage is not None:
             on_stage(name)
+
+    policy = load_policy(policy)
 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -535,11 +576,12 @@ def sample_to_sink(
     sample = pl.concat(kept, how="vertical") if kept else generator.sample(0)
     stage("evaluating")
     report = evaluate(real, sample, generator.schema_, holdout=holdout,
-                      synthetic_of=(hasher.hexdigest(), n))
+                      synthetic_of=(hasher.hexdigest(), n), fairness=_fairness(policy),
+                      dp_epsilon=dp_epsilon(generator))
     if report_path is not None:
         report.to_html(report_path)
     stage("gating")
-    decision = gate(policy, report, purpose)
+    decision = gate(policy, report, purpose, approvals=approvals)
     record = None
     if audit_log is not None:
         record = AuditLog(audit_log).append(
@@ -552,6 +594,7 @@ def sample_to_sink(
         stage("writing")
         written = write_batches(
             generator.sample_batches(n, batch_size=batch_size, conditions=conditions, seed=seed),
-            destination, decision=decision, overwrite=overwrite, **(sink_options or {}),
+            destination, decision=decision, overwrite=overwrite,
+            **(sink_options or {"provenance": {"generator": generator.registry_name}}),
         )
     return GatedSample(report, decision, record, written, n, seed)

@@ -8,6 +8,7 @@ refer to. Nothing here knows how the synthetic data was made.
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -51,6 +52,10 @@ def evaluate(
     anonymeter_attacks: int = 500,
     pii_reference: Any = None,
     pii_schema: Schema | None = None,
+    fairness: Any = None,
+    dp_epsilon: float | None = None,
+    target: str | None = None,
+    detectability: bool = True,
 ) -> Report:
     """Compare ``synthetic`` with ``real`` (the training data) and return a :class:`Report`.
 
@@ -74,6 +79,16 @@ def evaluate(
     ``privacy.pii_verbatim`` counts the real identifiers (emails, phone and card numbers, ...)
     found verbatim in the synthetic data. They are taken from ``pii_reference`` with
     ``pii_schema`` (the data and schema *before* PII handling; default ``real`` and ``schema``).
+
+    ``fairness`` (a mapping or object with ``protected``, and optionally ``target`` and
+    ``positive``, e.g. a policy's ``fairness`` rule) adds ``fairness.distribution_shift.<attr>``
+    and ``fairness.rate_gap.<attr>``, with per-group evidence in ``settings["fairness"]``.
+    ``dp_epsilon`` (the epsilon a differentially private fit spent) adds ``privacy.dp_epsilon``.
+
+    ``target`` (a learned column; needs ``holdout``) adds ML utility: train-synthetic-test-real
+    against train-real-test-real with gradient boosting (``utility.tstr_ratio`` and the AUC/F1
+    or R²/RMSE behind it). ``detectability`` (on by default) adds ``utility.detectability_auc``,
+    how well a classifier tells real rows from synthetic ones (0.5 ideal).
     """
     if max_rows < 2:
         raise ConfigError(f"max_rows must be at least 2, got {max_rows}.", hint="Use e.g. 50_000.")
@@ -142,6 +157,29 @@ def evaluate(
         _as_table(pii_reference, "PII reference data") if pii_reference is not None else real_raw,
         pii_schema if pii_schema is not None else schema, synth_raw, max_rows=max_rows, seed=seed,
     )
+    fairness_details: dict[str, Any] = {}
+    if fairness is not None:
+        from synthkit.evaluate.fairness import fairness_section
+
+        fair_metrics, fairness_details = fairness_section(
+            normalise_missing(real_raw), normalise_missing(synth_raw), fairness
+        )
+        metrics |= fair_metrics
+    from synthkit.evaluate.utility import utility_section
+
+    useful = utility_section(real_s, synth_s, hold_s, learned, target=target,
+                             detectability=detectability and min(real_s.height, synth_s.height) >= 20,
+                             seed=seed)
+    metrics |= useful.metrics
+    if target is not None and hold_raw is None:
+        notes.append("No holdout given: the ML utility of the target (utility.tstr_*) is absent.")
+    if dp_epsilon is not None:
+        metrics["privacy.dp_epsilon"] = Metric(
+            name="privacy.dp_epsilon", section="privacy", value=float(dp_epsilon),
+            meaning="The differential-privacy budget epsilon the generator's fit spent (smaller "
+            "is more private); absent when it was not trained with differential privacy.",
+            higher_is_better=False, threshold=None,
+        )
     notes += qi_notes + private.notes
     if hold_raw is None:
         notes.append(
@@ -175,7 +213,9 @@ def evaluate(
         dcr_distribution=private.dcr_distribution,
         settings={"seed": seed, "max_rows": max_rows, "sdmetrics": sdmetrics}
         | ({"quasi_identifiers": qis, "anonymity_k": anonymity_k} if qis else {})
-        | ({"anonymeter_attacks": anonymeter_attacks} if anonymeter else {}),
+        | ({"anonymeter_attacks": anonymeter_attacks} if anonymeter else {})
+        | ({"fairness": fairness_details} if fairness_details else {})
+        | ({"utility": useful.details} if useful.details else {}),
         notes=notes,
     )
 
@@ -366,3 +406,14 @@ def _sdmetrics_metric(
         threshold=0.8,
         note=note,
     )
+
+
+class _CallablePackage(types.ModuleType):
+    """Once this package is imported, Python binds it (not the function) to ``synthkit.evaluate``;
+    calling it still runs :func:`evaluate`, so ``sk.evaluate(...)`` works in every import order."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

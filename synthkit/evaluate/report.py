@@ -39,7 +39,7 @@ METRIC_ORDER = (
     "privacy.k_anonymity",
     "privacy.k_anonymity_share_below_k",
 )
-_SECTION_ORDER = {"quality": 0, "privacy": 1}
+_SECTION_ORDER = {"quality": 0, "utility": 1, "privacy": 2}
 
 
 class Metric(BaseModel):
@@ -105,6 +105,10 @@ class Report(BaseModel):
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="seed, max_rows, ...")
     notes: list[str] = Field(default_factory=list)
+    preparation: dict[str, Any] | None = Field(
+        None, description="What cleaning did to the real data before training (rules, counts "
+        "per rule, examples): synthkit.prepare.clean's report, when the pipeline cleaned.",
+    )
     format_version: int = REPORT_FORMAT_VERSION
 
     @model_validator(mode="after")

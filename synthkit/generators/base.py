@@ -189,8 +189,14 @@ class Generator(ABC):
             done += m
 
     # --- persistence -------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the fitted model to a directory (safetensors + JSON; see synthkit.artifacts)."""
+    def save(
+        self, path: str | Path, *, overwrite: bool = False, encrypt: bool = False, key: Any = None
+    ) -> Path:
+        """Write the fitted model to a directory (safetensors + JSON; see synthkit.artifacts).
+
+        ``encrypt=True`` (key from SYNTHKIT_MODEL_KEY) or ``key=`` (bytes, base64 text or a key
+        file path) seals every file with AES-256-GCM.
+        """
         from synthkit.artifacts import write_model_dir
 
         self._check_fitted()
@@ -205,14 +211,15 @@ class Generator(ABC):
             "fit_report": _jsonable(self.fit_report_),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files, overwrite=overwrite)
+        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files, overwrite=overwrite,
+                               encrypt=encrypt, key=key)
 
     @classmethod
-    def load(cls, path: str | Path, *, trust_pickle: bool = False) -> Generator:
-        """Load a model directory saved by any generator; hashes are checked first."""
+    def load(cls, path: str | Path, *, trust_pickle: bool = False, key: Any = None) -> Generator:
+        """Load a model directory saved by any generator; hashes are checked first (``key``: encrypted models)."""
         from synthkit.generators.registry import load as registry_load
 
-        gen = registry_load(path, trust_pickle=trust_pickle)
+        gen = registry_load(path, trust_pickle=trust_pickle, key=key)
         if cls is not Generator and not isinstance(gen, cls):
             raise ArtifactError(
                 f"{path} holds a '{gen.registry_name}' model, not a {cls.__name__}.",

@@ -80,11 +80,15 @@ def create(name: str, **config: Any) -> Generator:
     return cls(**implied, **config)
 
 
-def load(path: str | Path, *, trust_pickle: bool = False) -> Generator:
-    """Load any saved model directory; the class comes from the manifest's registry name."""
+def load(path: str | Path, *, trust_pickle: bool = False, key: Any = None) -> Generator:
+    """Load any saved model directory; the class comes from the manifest's registry name.
+
+    ``key`` opens an encrypted model: bytes, base64 text or a key file path (default: the
+    SYNTHKIT_MODEL_KEY environment variable).
+    """
     from synthkit.artifacts import read_model_dir
 
-    artifact = read_model_dir(path)
+    artifact = read_model_dir(path, key=key)
     name = artifact.generator
     try:
         cls, implied = resolve(name)
