@@ -3,7 +3,8 @@
 When a policy requires it, the passing Decision carries a ``labelling`` requirement and file
 sinks apply it as they write: Parquet key-value metadata (``synthkit.synthetic=true`` plus the
 policy, purpose, data fingerprint and generator), a ``<file>.synthetic.json`` sidecar for CSV,
-TSV and JSON (Lines) files, and optionally a constant boolean column. The sidecar is committed
+TSV and JSON (Lines) files, and optionally a constant boolean column (the only label a database
+table can carry: a database sink refuses labelling that sets no column). The sidecar is committed
 together with the data file (staged first, renamed right after it), so neither is left alone.
 This module knows the Decision only by duck typing: connectors do not import policies.
 """
@@ -78,11 +79,13 @@ def plan_labels(decision: Any, fmt: str, provenance: Mapping[str, Any] | None = 
         else None
     )
     if not metadata and sidecar is None and column is None:
+        where = "database tables" if fmt == "table" else f"{fmt} files"
         raise GateRefusedError(
             f"The policy requires labelling the output as synthetic, but none of its labels "
-            f"applies to {fmt} files; nothing was written.",
-            hint="Write Parquet (labelled in its metadata), or use a policy whose labelling "
-            "enables csv_sidecar or a label column.",
+            f"applies to {where}; nothing was written.",
+            hint="Use a policy whose labelling sets a label column (labelling: {column: "
+            "is_synthetic}), which database tables carry; files: write Parquet (labelled in its "
+            "metadata) or enable csv_sidecar.",
         )
     return LabelPlan(parquet_metadata=metadata, sidecar=sidecar, column=column)
 

@@ -85,11 +85,14 @@ def write(
     """
     from synthkit.connectors.files import _refuse_other_data, _require_passing
 
+    from synthkit.connectors import labelling
+
     df = to_polars(data)
     expected = _require_passing(decision)
     actual = fingerprint(df)
     if actual != expected:
         raise _refuse_other_data(expected, actual)
+    df = labelling.plan_labels(decision, "table").apply(df)  # after the check: gated data + label
     chunks = (df.slice(i, _CHUNK) for i in range(0, max(df.height, 1), _CHUNK))
     return _write(chunks, uri, expected=None, table=table, mode=mode, schema=schema, db_schema=db_schema,
                   sql_types=sql_types, foreign_keys=foreign_keys, password_env=password_env, engine=engine)
@@ -115,12 +118,32 @@ def write_batches(
     after the last batch and before the commit, so a mismatch, a failing batch or any other
     error rolls everything back.
     """
+    from synthkit.connectors import labelling
     from synthkit.connectors.files import _require_passing
 
     expected = _require_passing(decision)
+    labels = labelling.plan_labels(decision, "table")
+    if labels.column is not None:  # hash the gated batches, write them labelled
+        batches, expected = _labelled(iter(batches), labels, expected), None
     return _write(iter(batches), uri, expected=expected, table=table, mode=mode, schema=schema,
                   db_schema=db_schema, sql_types=sql_types, foreign_keys=foreign_keys,
                   password_env=password_env, engine=engine)
+
+
+def _labelled(batches: Iterator[Any], labels: Any, expected: str) -> Iterator[pl.DataFrame]:
+    """Yield the batches with the label column; after the last, check they were the gated data.
+
+    Raising after the last batch (inside the write's transaction) rolls everything back.
+    """
+    from synthkit.connectors.files import _refuse_other_data
+
+    hasher = FingerprintHasher()
+    for batch in batches:
+        df = to_polars(batch)
+        hasher.update(df)
+        yield labels.apply(df)
+    if hasher.hexdigest() != expected:
+        raise _refuse_other_data(expected, hasher.hexdigest())
 
 
 # --- the transaction ----------------------------------------------------------------------------

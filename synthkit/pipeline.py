@@ -183,6 +183,11 @@ class PipelineConfig(BaseModel):
     overwrite: bool = False
     report: str | None = None
     model: str | None = None
+    encrypt_model: bool = Field(
+        False, description="Seal the saved model with AES-256-GCM (key from model_key_file or "
+        "SYNTHKIT_MODEL_KEY); loading it then needs the key.",
+    )
+    model_key_file: str | None = Field(None, description="Key file for encrypt_model.")
     audit: AuditSpec | None = None
     pii: PIISpec = Field(default_factory=PIISpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -361,7 +366,11 @@ class Pipeline:
         if cfg.model:
             from synthkit.artifacts import manifest_hash as hash_manifest
 
-            model_path = generator.save(cfg.path(cfg.model), overwrite=cfg.overwrite)
+            model_path = generator.save(
+                cfg.path(cfg.model), overwrite=cfg.overwrite,
+                encrypt=cfg.encrypt_model or cfg.model_key_file is not None,
+                key=cfg.path(cfg.model_key_file) if cfg.model_key_file else None,
+            )
             manifest_hash = hash_manifest(model_path)
 
         stage("sample")

@@ -143,3 +143,18 @@ def test_cli_train_encrypt_and_sample_with_key_file(
 def test_generate_model_key_help_has_an_example() -> None:
     result = CliRunner().invoke(main, ["keys", "generate-model-key", "--help"])
     assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_pipeline_saves_an_encrypted_model(tmp_path: Path, wage_small: pl.DataFrame) -> None:
+    from synthkit.pipeline import Pipeline
+
+    wage_small.write_csv(tmp_path / "wage.csv")
+    key_path, kid = write_model_key(tmp_path / "model.key")
+    config = {"source": "wage.csv", "generator": {"name": "tabular/copula"}, "n": 200,
+              "purpose": "software testing", "model": "out/model", "model_key_file": "model.key",
+              "base_dir": str(tmp_path)}
+    result = Pipeline(config).run(raise_on_refusal=False)
+    assert read_manifest(result.model_path)["encryption"]["key_id"] == kid
+    with pytest.raises(ArtifactError):
+        sk.load(result.model_path)
+    assert sk.load(result.model_path, key=key_path).n_rows_ == result.generator.n_rows_

@@ -449,6 +449,31 @@ labelling: {csv_sidecar: false}
     assert not existing.exists()
 
 
+def test_database_tables_carry_the_label_column_or_are_refused(demo: dict, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    uri = f"sqlite:///{tmp_path / 'out.db'}"
+    decision = gate("regulated-health", demo["report"], "research")
+    passing = decision.model_copy(update={"passed": True})  # labelling only: pretend it passed
+    write(demo["synthetic"], uri, decision=passing, table="synth")
+    write_batches(demo["synthetic"].iter_slices(700), uri, decision=passing, table="streamed")
+    engine = sa.create_engine(uri)
+    with engine.connect() as conn:
+        for table in ("synth", "streamed"):
+            labels = conn.execute(sa.text(f"SELECT DISTINCT is_synthetic FROM {table}")).all()
+            assert labels == [(1,)]
+    other = demo["synthetic"].head(100)
+    with pytest.raises(GateRefusedError, match="differs"):
+        write_batches(other.iter_slices(50), uri, decision=passing, table="other")
+    parquet_only = gate("internal-testing", demo["report"], "software testing")
+    with pytest.raises(GateRefusedError, match="database tables"):
+        write(demo["synthetic"], uri, decision=parquet_only, table="unlabelled")
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    engine.dispose()
+    assert tables == {"synth", "streamed"}
+
+
 # --- the pipeline ---------------------------------------------------------------------------
 def test_pipeline_with_approvals_refuses_then_writes_labelled(wage: pl.DataFrame, keys: dict,
                                                               tmp_path: Path) -> None:
