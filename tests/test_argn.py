@@ -68,8 +68,8 @@ def test_config_defaults_and_validation():
         ARGNGenerator(max_modes=3)
     with pytest.raises(ConfigError, match="numerical"):
         ARGNGenerator(numerical="mode")
-    with pytest.raises(ConfigError, match="private fit"):
-        ARGNGenerator(dp={"epsilon": 1.0})
+    private = ARGNGenerator(dp={"epsilon": 1.0}).config  # DP: no validation split, no early stop
+    assert private.validation_fraction == 0 and private.early_stopping_patience is None
     with pytest.raises(ConfigError, match="top_p"):
         ARGNGenerator(top_p=0.0)
     with pytest.raises(ConfigError, match="Options of ARGNGenerator"):

@@ -259,3 +259,27 @@ def _private_categories(
     order = keep[np.argsort(-noisy[keep], kind="stable")]
     kept = values.gather(order).to_list() if order.size else []
     return DiscreteFacts(kept, noisy[order], declared=False)
+
+
+# --- helpers for encodings built on the facts (additions; the estimate above is unchanged) ----
+def uniform_facts(lo: float, hi: float) -> ContinuousFacts:
+    """Facts of a column whose bounds are declared public and whose quantiles are not estimated:
+    a uniform distribution over ``[lo, hi]`` (no data read, no budget spent)."""
+    lo, hi = float(lo), float(hi)
+    probs = np.linspace(0.0, 1.0, _KNOTS)
+    return ContinuousFacts(lo, hi, lo + probs * (hi - lo), probs, declared_bounds=True)
+
+
+def facts_quantile(facts: ContinuousFacts, p: np.ndarray | float) -> np.ndarray:
+    """The private quantile function (piecewise linear through the knots) at ``p``."""
+    return np.interp(np.asarray(p, dtype=np.float64), facts.probs, facts.knots)
+
+
+def facts_cdf(facts: ContinuousFacts, x: np.ndarray | float) -> np.ndarray:
+    """The private CDF (the inverse of :func:`facts_quantile`) at ``x``: 0 below the lower
+    bound, 1 above the upper one."""
+    x = np.asarray(x, dtype=np.float64)
+    knots = np.maximum.accumulate(np.asarray(facts.knots, dtype=np.float64))
+    if knots[-1] <= knots[0]:
+        return np.where(x < knots[0], 0.0, 1.0)
+    return np.interp(x, knots, facts.probs, left=0.0, right=1.0)

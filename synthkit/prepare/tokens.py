@@ -25,6 +25,20 @@ each drawn from its own vocabulary.
   few most extreme values, the most identifying ones (and often data errors), are never stored
   or reproduced.
 
+*Private fit* (:meth:`TableTokenizer.fit_private`, for ``dp=``): nothing is read from the data
+without noise. Bin edges are quantiles of the private CDF knots of
+:func:`~synthkit.prepare.private_stats.private_facts` inside private bounds, or equal-width over
+public bounds (``Column.public_bounds``: no budget); integer columns bin on the integer grid (one
+bin per value when the range allows); the value within a (sub-)bin follows the private CDF
+knots (uniform for public bounds), never the empirical quantile function. Category vocabularies
+are the categories released by stability-based selection (noisy count over a threshold that a
+single row's category clears with probability at most delta), most frequent (noisy) first, or the
+declared ``Column.categories``; booleans are ``[False, True]``. Every undeclared categorical
+column keeps a protected token for whatever was not released (whether anything was is not
+known), so rare categories can never be selected or stored. Null tokens follow the schema's
+``nullable`` (public metadata); the share of nulls, like every other frequency, is left to
+DP-SGD.
+
 Everything is vectorised (polars and numpy); ``state()`` gives numpy arrays + JSON, no pickle.
 """
 
@@ -46,6 +60,15 @@ from synthkit.prepare.encoders import (
     to_seconds,
     values_from_json,
     values_to_json,
+)
+from synthkit.prepare.private_stats import (
+    ContinuousFacts,
+    DiscreteFacts,
+    PrivateFacts,
+    facts_cdf,
+    facts_quantile,
+    private_facts,
+    uniform_facts,
 )
 from synthkit.schema import Column, ColumnKind, Schema, dtype_name, parse_dtype
 
@@ -84,6 +107,8 @@ class _CategoryTokens:
         self.rare_threshold = rare_threshold if column.kind == ColumnKind.CATEGORICAL else 1
         self.rare_replacement = rare_replacement
         self.placeholder = placeholder
+        #: Fitted from private facts: ``protected`` then only says whether the token exists.
+        self.private = False
 
     def fit(self, series: pl.Series) -> None:
         s = plain_strings(series)
@@ -103,6 +128,35 @@ class _CategoryTokens:
         self.counts = counts.get_column("count").filter(keep).to_numpy().astype(np.float64)
         self.protected = int((~keep).sum())
         self.has_null = s.null_count() > 0
+        self.other_as = self._other_as()
+
+    def fit_private(self, series: pl.Series, facts: DiscreteFacts) -> None:
+        """The vocabulary from differentially private facts alone (see the module docstring):
+        the released (or declared) categories; a protected token for the rest of an undeclared
+        column; a null token when the schema says the column may be null."""
+        s = plain_strings(series)
+        self.dtype = s.dtype if s.dtype != pl.Null else pl.String()
+        values = pl.Series("value", list(facts.values), dtype=self.dtype, strict=False)
+        counts = np.asarray(facts.counts, dtype=np.float64)
+        if not facts.declared:
+            # post-processing of the noisy counts: never keep what the threshold would protect
+            keep = counts >= self.rare_threshold
+            values, counts = values.filter(pl.Series(keep)), counts[keep]
+        if len(values) == 0:
+            raise DataError(
+                f"No category of column '{self.column.name}' is frequent enough to be released "
+                "under differential privacy at this epsilon.",
+                hint="Declare the column's categories in the schema (Column.categories: public "
+                "knowledge costs no budget), raise epsilon or the dp preprocessing_share, or "
+                "drop the column.",
+            )
+        self.values = values
+        self.counts = np.clip(counts, 1e-3, None)
+        # whether any category went unreleased is not known (that would read the data): an
+        # undeclared column always keeps the protected token, DP-SGD learns how often it occurs
+        self.protected = 0 if facts.declared else 1
+        self.private = True
+        self.has_null = bool(self.column.nullable)
         self.other_as = self._other_as()
 
     def _other_as(self) -> str:
@@ -200,6 +254,7 @@ class _CategoryTokens:
             "other_as": self.other_as,
             "rare_threshold": self.rare_threshold,
             "placeholder": self.placeholder,
+            "private": self.private,
         }
 
     @classmethod
@@ -218,6 +273,7 @@ class _CategoryTokens:
         part.protected = int(meta["protected"])
         part.has_null = bool(meta["has_null"])
         part.other_as = str(meta["other_as"])
+        part.private = bool(meta.get("private", False))
         return part
 
 
@@ -241,6 +297,9 @@ class _NumberTokens:
         self.sub_bins = sub_bins
         self.extreme_rows = extreme_rows
         self.capped = 0
+        #: Values are whole numbers drawn on the integer grid (private fits of integer columns).
+        self.integer = False
+        self.private = False
 
     def raw(self, series: pl.Series) -> np.ndarray:
         """float64 (datetimes in seconds since 1970), NaN where missing."""
@@ -289,6 +348,63 @@ class _NumberTokens:
         k = min(_MAX_KNOTS, seen.size)
         self.knots = np.quantile(seen, np.linspace(0.0, 1.0, k)) if k > 1 else seen[:1].copy()
         self.resolution = _resolution(seen) if self.column.kind == ColumnKind.DATETIME else None
+
+    def fit_private(self, facts: ContinuousFacts) -> None:
+        """Bins from differentially private facts alone: quantiles of the private CDF knots
+        inside the private (or public) bounds, on the integer grid for integer columns; the
+        value within a cell follows the knots. Nothing here reads the data."""
+        col = self.column
+        self.private = True
+        self.has_null = bool(col.nullable)  # public metadata, not a count
+        self.capped = 0
+        self.resolution = None
+        self.integer = col.kind == ColumnKind.NUMERICAL and (
+            col.decimals == 0 or col.polars_dtype.is_integer()
+        )
+        knots = np.maximum.accumulate(np.asarray(facts.knots, dtype=np.float64))
+        lo, hi = float(knots[0]), float(knots[-1])
+        if self.integer:
+            lo, hi = float(np.round(lo)), float(max(np.round(hi), np.round(lo)))
+        probs = np.asarray(facts.probs, dtype=np.float64)
+        fx = ContinuousFacts(lo, hi, np.clip(knots, lo, hi), probs, facts.declared_bounds)
+        if hi <= lo:
+            starts = [np.array([lo])]
+        elif self.integer and hi - lo + 1 <= self.bins:
+            starts = [np.array([v]) for v in np.arange(lo, hi + 1)]
+        else:
+            edges = self._starts(fx, lo, hi, self.bins)
+            ends = np.append(edges[1:], hi + 1.0 if self.integer else hi)
+            starts = [
+                self._starts(fx, a, b - 1.0 if self.integer else b, self.sub_bins)
+                for a, b in zip(edges, ends, strict=True)
+            ]
+        self.cell_lo = np.concatenate(starts)
+        upper = np.append(self.cell_lo[1:], hi + 1.0 if self.integer else hi)
+        self.cell_hi = upper - 1.0 if self.integer else upper
+        half = 0.5 if self.integer else 0.0
+        self.cell_p0 = facts_cdf(fx, self.cell_lo - half)
+        self.cell_p1 = facts_cdf(fx, self.cell_hi + half)
+        self.cell_p0[0], self.cell_p1[-1] = 0.0, 1.0
+        sizes = np.array([len(c) for c in starts])
+        self.bin_first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # decoding reads the knots at evenly spaced probabilities (as the plain fit's)
+        self.knots = facts_quantile(fx, np.linspace(0.0, 1.0, probs.size))
+
+    def _starts(self, fx: ContinuousFacts, a: float, b: float, k: int) -> np.ndarray:
+        """Lower edges of at most ``k`` cells of about equal private mass covering ``[a, b]``
+        (whole numbers for integer columns: ``[a, b]`` then holds whole numbers)."""
+        if self.integer:
+            if b - a + 1 <= k:
+                return np.arange(a, b + 1)
+            p = np.linspace(facts_cdf(fx, a - 0.5), facts_cdf(fx, b + 0.5), k + 1)[1:-1]
+            inner = np.round(facts_quantile(fx, p) + 0.5)
+        else:
+            if b <= a:
+                return np.array([a])
+            p = np.linspace(facts_cdf(fx, a), facts_cdf(fx, b), k + 1)[1:-1]
+            inner = facts_quantile(fx, p)
+        inner = inner[(inner > a) & (inner <= b)]
+        return np.unique(np.concatenate([[a], inner]))
 
     @property
     def n_bins(self) -> int:
@@ -367,6 +483,8 @@ class _NumberTokens:
         p0, p1 = self.cell_p0[cell], self.cell_p1[cell]
         probs = np.linspace(0.0, 1.0, self.knots.size)
         x = np.interp(p0 + rng.random(n) * (p1 - p0), probs, self.knots)
+        if self.integer:
+            x = np.floor(x + 0.5)
         x = np.clip(x, self.cell_lo[cell], self.cell_hi[cell])
         if self.column.kind == ColumnKind.DATETIME:
             if self.resolution:
@@ -389,6 +507,8 @@ class _NumberTokens:
             "resolution": self.resolution,
             "extreme_rows": self.extreme_rows,
             "capped": self.capped,
+            "integer": self.integer,
+            "private": self.private,
         }
 
     @classmethod
@@ -407,6 +527,8 @@ class _NumberTokens:
         part.bin_first = np.asarray(arrays["bin_first"], dtype=np.int64)
         part.has_null = bool(meta["has_null"])
         part.resolution = meta.get("resolution")
+        part.integer = bool(meta.get("integer", False))
+        part.private = bool(meta.get("private", False))
         return part
 
 
@@ -421,6 +543,21 @@ def _resolution(seconds: np.ndarray) -> float | None:
 
 
 _Part = _CategoryTokens | _NumberTokens
+
+
+def _public_bounds(column: Column) -> tuple[float, float] | None:
+    """Declared public bounds of a numerical column (None when they must be estimated)."""
+    if column.kind == ColumnKind.NUMERICAL and column.public_bounds:
+        return float(column.min), float(column.max)  # type: ignore[arg-type]
+    return None
+
+
+def _needs_facts(column: Column) -> bool:
+    """Whether a private fit spends budget on ``column``: undeclared bounds and quantiles of
+    numbers and datetimes, undeclared category sets (booleans' values are public)."""
+    if column.kind in (ColumnKind.NUMERICAL, ColumnKind.DATETIME):
+        return _public_bounds(column) is None
+    return column.kind == ColumnKind.CATEGORICAL and column.categories is None
 
 
 # --- the table tokenizer --------------------------------------------------------------------
@@ -451,6 +588,8 @@ class TableTokenizer:
         self.placeholder = placeholder
         self.protect_extremes = protect_extremes
         self.parts: list[_Part] = []
+        #: Fitted by fit_private: nothing in it was read from the data without noise.
+        self.private = False
         self.fitted_ = False
 
     # --- fitting ---------------------------------------------------------------------------
@@ -464,6 +603,75 @@ class TableTokenizer:
         self._index()
         self.fitted_ = True
         return self
+
+    def fit_private(
+        self,
+        df: pl.DataFrame,
+        schema: Schema,
+        *,
+        epsilon: float,
+        delta: float,
+        rng: np.random.Generator,
+    ) -> PrivateFacts:
+        """Learn every column's vocabulary under (epsilon, delta)-differential privacy (see the
+        module docstring); returns the private facts with what they cost and a report.
+
+        Only what :func:`needs_private_facts` names spends budget: undeclared bounds and
+        quantiles of numerical and datetime columns, undeclared category sets. Public bounds
+        give equal-width bins, declared categories their own vocabulary, for free.
+        """
+        schema.check_frame(df)
+        # min and max the schema read from the data are not kept: decoding would clip samples
+        # to them and so reproduce the exact extremes (declared public bounds stay)
+        self.schema = schema.model_copy(update={"columns": [
+            c if c.public_bounds else c.model_copy(update={"min": None, "max": None})
+            for c in schema
+        ]})
+        self.parts = [self._new_part(c) for c in self.schema]
+        continuous: dict[str, tuple[np.ndarray, tuple[float, float] | None]] = {}
+        discrete: dict[str, tuple[pl.Series, list[Any] | None]] = {}
+        for part in self.parts:
+            column, series = part.column, df.get_column(part.column.name)
+            if not _needs_facts(column):
+                continue
+            if isinstance(part, _NumberTokens):
+                continuous[column.name] = (part.raw(series), None)
+            else:
+                discrete[column.name] = (plain_strings(series), None)
+        if continuous or discrete:
+            facts = private_facts(continuous, discrete, epsilon=epsilon, delta=delta, rng=rng)
+        else:
+            facts = PrivateFacts({}, 0.0, 0.0, 0.0, None, {"columns": {}})
+        report = facts.report.setdefault("columns", {})
+        for part in self.parts:
+            column, series = part.column, df.get_column(part.column.name)
+            fact = facts.columns.get(column.name)
+            if isinstance(part, _NumberTokens):
+                if fact is None:
+                    lo, hi = _public_bounds(column)  # type: ignore[misc]
+                    fact = uniform_facts(lo, hi)
+                    report[column.name] = {"bounds": "declared", "lo": lo, "hi": hi}
+                assert isinstance(fact, ContinuousFacts)
+                part.fit_private(fact)
+                report[column.name]["bins"] = part.n_bins
+            else:
+                if fact is None:
+                    declared = column.categories
+                    if declared is None:  # a boolean: its values are public
+                        declared = [False, True]
+                    fact = DiscreteFacts(list(declared), np.ones(len(declared)), declared=True)
+                    report[column.name] = {"categories": "declared"}
+                assert isinstance(fact, DiscreteFacts)
+                part.fit_private(series, fact)
+        self.private = True
+        self._index()
+        self.fitted_ = True
+        return facts
+
+    @staticmethod
+    def needs_private_facts(schema: Schema) -> bool:
+        """Whether a private fit of ``schema`` spends budget (something is not declared public)."""
+        return any(_needs_facts(c) for c in schema)
 
     def _new_part(self, column: Column) -> _Part:
         if column.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
@@ -533,10 +741,13 @@ class TableTokenizer:
         return out
 
     def protected(self) -> dict[str, dict[str, Any]]:
-        """Per column with rare categories: how many share the protected token, and what that
-        token is sampled as (``"placeholder"``, ``"frequent"`` or ``"null"``)."""
+        """Per column with rare categories: how many share the protected token (None after a
+        private fit: unknown, as that would read the data), and what that token is sampled as
+        (``"placeholder"``, ``"frequent"`` or ``"null"``)."""
         return {
-            p.column.name: {"categories": p.protected, "sampled_as": p.other_as}
+            p.column.name: {
+                "categories": None if p.private else p.protected, "sampled_as": p.other_as
+            }
             for p in self.parts
             if isinstance(p, _CategoryTokens) and p.protected
         }
@@ -597,6 +808,7 @@ class TableTokenizer:
             "rare_replacement": self.rare_replacement,
             "placeholder": self.placeholder,
             "protect_extremes": self.protect_extremes,
+            "private": self.private,
             "columns": metas,
         }
 
@@ -612,6 +824,7 @@ class TableTokenizer:
             protect_extremes=bool(meta.get("protect_extremes", False)),
         )
         tok.schema = Schema.from_dict(meta["schema"])
+        tok.private = bool(meta.get("private", False))
         for i, (column, part_meta) in enumerate(zip(tok.schema, meta["columns"], strict=True)):
             own = {k[len(f"{i}.") :]: v for k, v in arrays.items() if k.startswith(f"{i}.")}
             kind = _CategoryTokens if part_meta["type"] == "category" else _NumberTokens

@@ -28,9 +28,21 @@
   sampled: both make the fitted distribution smoother and better calibrated than the last
   step's weights. Sampling draws token by token with a key/value cache, in bounded chunks,
   seeded; optional ``temperature`` and ``top_p`` shape the draws.
-* Differential privacy (``dp=``) is refused for now: the net is Opacus-ready (Linear,
-  Embedding and LayerNorm layers, a per-row loss), but the tokenizer's bins and category sets
-  are read from the data without noise.
+* Differential privacy (``dp={"epsilon": ...}``) covers the whole fit. The tokenizer is fitted
+  privately (:meth:`~synthkit.prepare.tokens.TableTokenizer.fit_private`) with
+  ``dp.preprocessing_share`` of the budget: bin edges from noisy quantile knots inside noisy
+  bounds (public bounds give equal-width bins for free), category vocabularies by
+  stability-based selection (so rare categories can never be released: they share the
+  protected token), values within a bin from the noisy knots, never the empirical quantiles;
+  declared categories and bounds cost nothing, and when everything is declared DP-SGD gets the
+  whole budget. The net (Linear, Embedding and LayerNorm layers only, a per-row loss) is
+  trained with DP-SGD in the shared Trainer (Opacus: Poisson batches, per-row clipping and
+  noise, its accountant's epsilon in the fit report's ``privacy``). No rows are held out:
+  ``validation_fraction`` defaults to 0 and early stopping to off under ``dp``, and the
+  learning rate follows no validation loss; the weight average (``ema_decay``) only
+  post-processes the private iterates. Any-order training, conditions and
+  :meth:`ARGNGenerator.sample_seeded` work as without ``dp``; conditions may ask only for
+  released categories.
 """
 
 from __future__ import annotations
@@ -46,11 +58,14 @@ from pydantic import Field, model_validator
 
 from synthkit.errors import ConfigError, DataError
 from synthkit.frames import check_table, normalise_missing, to_polars
-from synthkit.generators.base import Generator
+from synthkit.generators.base import MAX_CONDITION_VALUES, Generator, _jsonable
 from synthkit.generators.neural import (
     NeuralConfig,
+    PrivatePlan,
+    encoder_seed,
     family_state,
     make_trainer,
+    privacy_report,
     run_fingerprint,
 )
 from synthkit.nn import (
@@ -62,6 +77,7 @@ from synthkit.nn import (
     seeded,
 )
 from synthkit.nn.argn import ARGNNet
+from synthkit.nn.privacy import SGDBudget
 from synthkit.prepare.tokens import TableTokenizer
 from synthkit.schema import Schema
 
@@ -100,13 +116,18 @@ class ARGNConfig(NeuralConfig):
         "quantile", description="ARGN always encodes numbers as quantile bins (see bins, sub_bins)."
     )
     validation_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Share of rows held out to compute a validation loss."
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of rows held out to compute a validation loss (0 under dp: a "
+        "private fit holds out nothing).",
     )
     early_stopping_patience: int | None = Field(
         8,
         ge=1,
         description="Stop after this many epochs without a better validation loss (needs "
-        "validation_fraction > 0); the best weights are kept. None trains every epoch.",
+        "validation_fraction > 0); the best weights are kept. None trains every epoch (the "
+        "default under dp).",
     )
     embedding_dim: int = Field(64, ge=4, description="Width of the token embeddings and the transformer.")
     layers: int = Field(2, ge=1, description="Transformer blocks.")
@@ -165,6 +186,14 @@ class ARGNConfig(NeuralConfig):
         1.0, gt=0.0, le=1.0, description="Nucleus sampling: draw from the top-p mass (1: all)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _private_defaults(cls, data: Any) -> Any:
+        """Under ``dp`` no rows are held out: validation and early stopping default to off."""
+        if isinstance(data, dict) and data.get("dp") is not None:
+            data = {"validation_fraction": 0.0, "early_stopping_patience": None, **data}
+        return data
+
     @model_validator(mode="after")
     def _check_consistent(self) -> ARGNConfig:
         if self.embedding_dim % self.heads:
@@ -173,10 +202,13 @@ class ARGNConfig(NeuralConfig):
             )
         if self.max_modes != NeuralConfig.model_fields["max_modes"].default:
             raise ValueError("max_modes does not apply: ARGN bins numbers by quantiles (see bins)")
-        if self.dp is not None:
+        if self.dp is not None and (
+            self.validation_fraction > 0 or self.early_stopping_patience is not None
+        ):
             raise ValueError(
-                "tabular/argn has no private fit yet (its bins and category sets are read from "
-                "the data without noise); use tabular/tvae or tabular/ctgan with dp"
+                "differentially private training cannot hold out rows for validation or early "
+                "stopping (choosing by a loss on real rows would spend budget no accountant "
+                "sees); leave validation_fraction at 0 and early_stopping_patience at None with dp"
             )
         return self
 
@@ -312,10 +344,19 @@ class ARGNGenerator(Generator):
             rare_threshold=cfg.rare_category_threshold,
             rare_replacement=cfg.rare_category_replacement,
             placeholder=cfg.rare_placeholder,
-            protect_extremes=cfg.protect_extremes,
-        ).fit(df, schema)
+            protect_extremes=cfg.protect_extremes and cfg.dp is None,
+        )
+        plan = None
+        if cfg.dp is not None:
+            plan = self._fit_private_tokens(tokenizer, df, schema)
+        else:
+            tokenizer.fit(df, schema)
         matrix = tokenizer.transform(df).astype(np.float32)
-        trainer = make_trainer(cfg.model_copy(update={"epochs": self._epochs(df.height)}), "tabular/argn")
+        trainer = make_trainer(
+            cfg.model_copy(update={"epochs": self._epochs(df.height)}),
+            "tabular/argn" + (" (private)" if plan is not None else ""),
+            dp=plan.sgd if plan is not None else None,
+        )
         with seeded(cfg.seed):
             net = self._new_net(tokenizer)
         net = net.to(trainer.device)
@@ -341,13 +382,17 @@ class ARGNGenerator(Generator):
         protected = tokenizer.protected()
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_.setdefault("warnings", []).extend(result.warnings)
-        for column, info in protected.items():
+        # (a private fit cannot know whether any category went unreleased: no such warnings)
+        for column, info in protected.items() if plan is None else ():
             shown = {"placeholder": repr(cfg.rare_placeholder), "frequent": "frequent categories",
                      "null": "null"}[info["sampled_as"]]
             self.fit_report_["warnings"].append(
                 f"tabular/argn: {info['categories']} categories of '{column}' were seen in fewer "
                 f"than {cfg.rare_category_threshold} rows; they are protected and sampled as {shown}."
             )
+        if plan is not None:
+            self.fit_report_["privacy"] = privacy_report(plan, result.privacy)
+            self.condition_values_ = self._released_values()
         self.fit_report_["argn"] = {
             "tokens": tokenizer.n_tokens,
             "vocab_sizes": {
@@ -357,6 +402,49 @@ class ARGNGenerator(Generator):
             "protected_categories": protected,
             "capped_extreme_rows": tokenizer.capped(),
         }
+
+    def _fit_private_tokens(
+        self, tokenizer: TableTokenizer, df: pl.DataFrame, schema: Schema
+    ) -> PrivatePlan:
+        """Fit ``tokenizer`` under differential privacy and plan DP-SGD with what is left.
+
+        ``dp.preprocessing_share`` of epsilon and delta pays for the bounds, quantile knots and
+        category sets the schema does not declare public; when it declares everything, DP-SGD
+        gets the whole budget. The two parts compose by basic composition (the report adds
+        them up).
+        """
+        dp = self.config.dp
+        assert dp is not None
+        delta = dp.resolved_delta(df.height)
+        share = dp.preprocessing_share if TableTokenizer.needs_private_facts(schema) else 0.0
+        seed = encoder_seed(self.config, self.data_fingerprint_)
+        facts = tokenizer.fit_private(
+            df,
+            schema,
+            epsilon=dp.epsilon * share,
+            delta=delta * share,
+            rng=np.random.default_rng(np.random.SeedSequence([seed, 0xA9])),
+        )
+        encoding = dict(facts.report)
+        encoding["epsilon"] = facts.epsilon if share else 0.0
+        encoding["delta"] = delta * share
+        encoding["share"] = share
+        sgd = SGDBudget(
+            epsilon=dp.epsilon * (1.0 - share),
+            delta=delta * (1.0 - share),
+            max_grad_norm=dp.max_grad_norm,
+            accountant=dp.accountant,
+        )
+        return PrivatePlan(dp=dp, delta=delta, encoding=encoding, sgd=sgd)
+
+    def _released_values(self) -> dict[str, list[Any]]:
+        """What a private fit lets conditions ask for: released or declared categories only."""
+        out: dict[str, list[Any]] = {}
+        for name in self.tokenizer_.columns:
+            values = self.tokenizer_.known_values(name)
+            if values is not None and len(values) <= MAX_CONDITION_VALUES:
+                out[name] = sorted(_jsonable(values), key=lambda v: (str(type(v)), v))
+        return out
 
     def _epochs(self, rows: int) -> int:
         """``epochs``, or (None) enough epochs for about _AUTO_STEPS steps within _AUTO_EPOCHS."""
