@@ -25,7 +25,8 @@ from pathlib import Path
 from tabular import RESULTS_DIR, TABLES, load_table, quality, rebuild_results
 
 #: family -> synthkit registry name (families that take dp=)
-FAMILIES = {"dpcopula": "tabular/dpcopula", "tvae": "tabular/tvae", "ctgan": "tabular/ctgan"}
+FAMILIES = {"dpcopula": "tabular/dpcopula", "tvae": "tabular/tvae", "ctgan": "tabular/ctgan",
+            "argn": "tabular/argn", "ddpm": "tabular/ddpm"}
 METRICS = (
     "privacy.dcr_share",
     "privacy.nndr_median",

@@ -140,7 +140,13 @@ def main() -> None:
                         help="Run FAMILY on these tables only (e.g. tvae=credit_data).")
     parser.add_argument("--speed-rows", type=int, default=100_000,
                         help="Rows sampled to measure sampling speed.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both engines (default: torch's own choice).")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     global SAMPLE_ROWS_FOR_SPEED
     SAMPLE_ROWS_FOR_SPEED = args.speed_rows
     only = {f: set(t.split(",")) for f, t in (item.split("=", 1) for item in args.only)}
@@ -149,7 +155,12 @@ def main() -> None:
     from synthkit.evaluate import evaluate
     from synthkit.schema import infer_schema
 
-    runs: list[Run] = []
+    section = args.section or "-".join(args.families)
+    # every finished run is kept at once: a re-run of the same section skips what is done
+    partial = RESULTS_DIR / f".{section}.partial.json"
+    runs: list[Run] = ([Run(**r) for r in json.loads(partial.read_text())]
+                       if partial.exists() else [])
+    done = {(r.table, r.family, r.engine) for r in runs}
     for key in args.tables:
         real = load_table(key)
         schema = infer_schema(real)
@@ -162,6 +173,8 @@ def main() -> None:
                 label = f"{label} ({args.epochs} epochs)"
             for engine, fn, name in (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs)):
                 if name is None:  # no SDV counterpart: synthkit's figures only
+                    continue
+                if (key, label, engine) in done:
                     continue
                 params = {}
                 if neural:
@@ -179,14 +192,17 @@ def main() -> None:
                           quality_s, evaluate_s, ours.value("quality.overall") or 0.0,
                           bench_synthkit.fast_rate if engine == "synthkit" else None)
                 runs.append(run)
+                RESULTS_DIR.mkdir(exist_ok=True)
+                partial.write_text(json.dumps([asdict(r) for r in runs], indent=1))
                 print(f"{key:18s} {label:16s} {engine:8s} quality {score:.4f}  fit {fit_s:7.2f}s  "
                       f"sample {rate:12,.0f} rows/s", flush=True)
-    section = args.section or "-".join(args.families)
     options = [("families", " ".join(args.families)), ("tables", " ".join(args.tables)),
                ("epochs", args.epochs)]
     options += [("only", " ".join(args.only))] if args.only else []
     options += [("speed-rows", args.speed_rows)] if args.speed_rows != 100_000 else []
+    options += [("threads", args.threads)] if args.threads else []
     write_section(runs, section, " ".join(f"--{k} {v}" for k, v in options))
+    partial.unlink(missing_ok=True)
     rebuild_results()
 
 

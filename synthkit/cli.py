@@ -427,6 +427,12 @@ def tune(source: str, name: str, trials: int, out_dir: str, options: tuple[str, 
 @click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
 @click.option("--approval", "approvals", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A signed approval (synthkit approve), repeatable: for policies that require them.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: sample in parallel Ray tasks into a directory of Parquet partitions (--out DIR).")
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: how many part-NNNNN.parquet files (default 4).")
+@click.option("--address", default=None, metavar="auto|ray://HOST:PORT",
+              help="With --engine ray: the Ray cluster to join (default: a local Ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @_handle_errors
 def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | None,
@@ -435,7 +441,7 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
            audit_log: str | None, key: str | None, passphrase_env: str | None, seed: int | None,
            conditions: tuple[str, ...], rebalance: str | None, trust_pickle: bool,
            model_key_file: str | None, overwrite: bool, approvals: tuple[str, ...],
-           as_json: bool) -> None:
+           engine: str, partitions: int | None, address: str | None, as_json: bool) -> None:
     """Sample N rows from MODEL, gate them with a policy, write them only if allowed.
 
     Rows are generated and written in batches, so N may exceed memory; the policy judges a
@@ -448,6 +454,8 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
         --audit-log audit.jsonl --key keys/synthkit.key
     Exit code 1 and nothing written when the policy refuses. A database destination
     (``--out postgresql://... --table t``) gets the rows in one transaction: all or nothing.
+    ``--engine ray --partitions 8 --out synth/`` writes synth/part-00000.parquet ... in parallel
+    Ray tasks; the directory appears only when the policy passes.
     """
     from synthkit.connectors import is_database_uri, redact, write
     from synthkit.errors import DataError, GateRefusedError
@@ -499,7 +507,22 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
             raise click.UsageError("--table and --mode apply to database destinations only.")
         parsed_conditions = _parse_conditions(conditions, gen) or None
         shares = _parse_rebalance(rebalance, gen)
-        if shares is None:  # stream: bounded memory for any n
+        if engine == "ray" or partitions is not None:  # a directory of partitions
+            if sink_options or shares is not None or is_database_uri(dest):
+                raise click.UsageError("--engine ray / --partitions write Parquet partitions to a "
+                                       "directory: no database --out, --table or --rebalance.")
+            from synthkit.distributed import sample as sample_partitioned
+
+            outcome = sample_partitioned(
+                model, n, out=dest, real=train_part, holdout=holdout_part, engine=engine,
+                partitions=partitions or 4, seed=seed, address=address, policy=pol,
+                purpose=purpose, approvals=list(approvals), conditions=parsed_conditions,
+                audit_log=audit_log, private_key=private_key, model_manifest_hash=manifest,
+                report_path=report, overwrite=overwrite, on_stage=update,
+                key=Path(model_key_file) if model_key_file else None,
+            )
+            decision = outcome.decision
+        elif shares is None:  # stream: bounded memory for any n
             outcome = sample_to_sink(
                 gen, n, dest, real=train_part, holdout=holdout_part, policy=pol, purpose=purpose,
                 seed=seed, conditions=parsed_conditions, audit_log=audit_log,

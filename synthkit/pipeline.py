@@ -15,7 +15,8 @@ A pipeline file::
     policy: default
     purpose: software testing of the payroll system
     approvals: [approvals/alice.json]     # signed approvals, when the policy requires them
-    sink: out/synthetic.parquet
+    sink: out/synthetic.parquet          # engine: ray → a directory of part-NNNNN.parquet
+    engine: local                        # or ray (+ partitions: 8, address: auto)
     report: out/report.html
     model: out/model
     audit: {log: out/audit.jsonl, private_key: keys/synthkit.key}
@@ -171,6 +172,11 @@ class PipelineConfig(BaseModel):
     resume: bool = Field(False, description="Continue an interrupted training run from its checkpoints.")
     holdout: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 0
+    engine: str = Field("local", pattern="^(local|ray)$", description="ray: sample in parallel Ray "
+                        "tasks into a directory of Parquet partitions (sink: a directory).")
+    partitions: int = Field(4, ge=1, description="engine: ray: how many part-NNNNN.parquet files.")
+    address: str | None = Field(None, description="engine: ray: the cluster (auto, ray://host:10001); "
+                                "default a local Ray.")
     policy: str = "default"
     purpose: str | None = None
     approvals: list[str] = Field(
@@ -375,6 +381,16 @@ class Pipeline:
 
         stage("sample")
         n = cfg.n or frame.height
+        if cfg.engine == "ray":  # sample, evaluate, gate, audit and write in synthkit.distributed
+            from synthkit.distributed import pipeline_sample
+
+            timings = {a: round(tb - ta, 3) for (a, ta), (_, tb) in zip(marks, marks[1:], strict=False)}
+            return pipeline_sample(
+                self, generator=generator, n=n, train=train, holdout=holdout, policy=policy,
+                private_key=private_key, prepared=prepared, model_path=model_path,
+                manifest_hash=manifest_hash, schema=schema, raw_frame=raw_frame, raw_schema=raw_schema,
+                cleaning=cleaning, source_rows=frame.height, timings=timings,
+                raise_on_refusal=raise_on_refusal, on_stage=on_stage)
         synthetic = generator.sample(
             n, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
         )
