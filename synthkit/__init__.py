@@ -28,6 +28,11 @@ _EXPORTS: dict[str, str] = {
     "create": "synthkit.generators.registry",
     "load": "synthkit.generators.registry",
     "available_generators": "synthkit.generators.registry:available",
+    # several tables
+    "MultiTable": "synthkit.relational",
+    "ForeignKey": "synthkit.relational",
+    "RelationalSynthesizer": "synthkit.generators.relational",
+    "evaluate_relational": "synthkit.evaluate.relational",
     # evaluation
     "evaluate": "synthkit.evaluate",
     "Report": "synthkit.evaluate",
@@ -50,6 +55,7 @@ __all__ = [
     "__version__",
     "Schema", "Column", "ColumnKind", "PIIKind", "infer_schema",
     "Generator", "GeneratorConfig", "create", "load", "available_generators",
+    "MultiTable", "ForeignKey", "RelationalSynthesizer", "evaluate_relational",
     "evaluate", "Report",
     "Pipeline", "PipelineConfig", "PipelineResult",
     "fingerprint", "to_polars", "split_holdout",
@@ -62,6 +68,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from synthkit.generators.base import Generator, GeneratorConfig
     from synthkit.generators.registry import available as available_generators
     from synthkit.generators.registry import create, load
+    from synthkit.evaluate.relational import evaluate_relational
+    from synthkit.generators.relational import RelationalSynthesizer
+    from synthkit.relational import ForeignKey, MultiTable
     from synthkit.pipeline import Pipeline, PipelineConfig, PipelineResult
     from synthkit.augmentation import augment
     from synthkit.prepare.clean import CleanRules, clean
