@@ -29,7 +29,9 @@ WILDCARDS = {"sdv/*": "sdv/GaussianCopulaSynthesizer"}
 
 
 def _names() -> list[str]:
-    return sorted(WILDCARDS.get(name, name) for name in sk.available_generators())
+    # image and text families learn ImageSets / corpora, not tables: test_images.py, test_text.py
+    names = [n for n in sk.available_generators() if not n.startswith(("image/", "text/"))]
+    return sorted(WILDCARDS.get(name, name) for name in names)
 
 
 @pytest.mark.parametrize("name", _names())

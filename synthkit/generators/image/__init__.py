@@ -1,0 +1,1 @@
+"""Image generator families: image/dcgan, image/vae, image/ddpm (see each module)."""

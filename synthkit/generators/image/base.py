@@ -1,0 +1,340 @@
+"""What the image families share: config, fit/sample on ImageSets, labels as conditions, save/load.
+
+An image generator is a :class:`~synthkit.generators.base.Generator` whose data is an
+:class:`~synthkit.images.ImageSet` rather than a table: ``fit(images)`` learns (class-conditional
+when the set has labels and ``conditional=True``), ``sample(n, conditions={"label": k}, seed=)``
+returns an ImageSet, ``save``/``load`` write safetensors + JSON like every family.
+
+Training runs in the shared :class:`~synthkit.nn.Trainer`: each image is one row of the float32
+matrix it takes (pixels in [-1, 1], channels first, flattened, then the class index), and a
+family's :class:`~synthkit.nn.TrainingTask` reshapes its batch. So devices, mixed precision,
+seeds, checkpoints and ``fit(..., resume=True)``, progress and loss history are the Trainer's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from synthkit.errors import ConfigError, DataError, NotFittedError
+from synthkit.generators.base import Generator, GeneratorConfig, _check_n, _jsonable
+from synthkit.images import LABEL, ImageSet
+from synthkit.nn import Trainer, TrainingTask, TrainResult
+
+G = TypeVar("G", bound="ImageGenerator")
+
+#: Settings that change how a run is carried out, not what it learns: a resumed run may change them.
+RUN_ONLY_FIELDS = frozenset(
+    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile", "amp"}
+)
+
+
+class ImageConfig(GeneratorConfig):
+    """Training options shared by the image families (same names as the tabular ones)."""
+
+    epochs: int = Field(30, ge=1, description="Passes over the training images.")
+    batch_size: int = Field(64, ge=1, description="Images per optimisation step.")
+    learning_rate: float = Field(1e-3, gt=0.0, description="Adam(W) learning rate.")
+    conditional: bool = Field(
+        True,
+        description="Learn one model per class (class-conditional) when the images have labels; "
+        "sample(conditions={'label': k}) then asks for a class.",
+    )
+    device: str = Field("auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', ...")
+    amp: bool = Field(True, description="bf16 mixed precision on a GPU (no effect on a CPU).")
+    checkpoint_dir: str | None = Field(
+        None, description="Directory for training checkpoints; needed for fit(..., resume=True)."
+    )
+    checkpoint_every: int = Field(10, ge=1, description="Epochs between checkpoints.")
+    progress: bool = Field(True, description="Show a progress line per epoch.")
+    compile: bool = Field(False, description="torch.compile the networks (PyTorch 2).")
+
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+
+class ImageGenerator(Generator):
+    """Base of the image families: they implement ``_fit_images``, ``_sample_images``,
+    ``_state`` and ``_restore`` (plus ``levels``, how often their networks halve the image)."""
+
+    config_class: ClassVar[type[GeneratorConfig]] = ImageConfig
+    config: ImageConfig
+    #: Fewer training images than this raise DataError.
+    min_rows: ClassVar[int] = 2
+    supports_resume: ClassVar[bool] = True
+    supports_conditions: ClassVar[bool] = True
+    #: Images generated per network call when sampling (bounds memory for any n).
+    sample_chunk: ClassVar[int] = 500
+    #: How many times the networks halve the image: height and width must divide by 2**levels.
+    levels: ClassVar[int] = 2
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "image_shape_")
+
+    # --- fit -----------------------------------------------------------------------------------
+    def fit(self: G, data: Any, *, schema: Any = None, resume: bool = False, labels: Any = None) -> G:
+        """Learn from an ImageSet (or a uint8/float array ``N×H×W[×C]`` with ``labels=``)."""
+        if schema is not None:
+            raise ConfigError(f"{self.registry_name} learns images: it takes no table schema.")
+        images = _as_imageset(data, labels)
+        if len(images) < self.min_rows:
+            raise DataError(
+                f"{self.registry_name} needs at least {self.min_rows} images, got {len(images)}."
+            )
+        multiple = 2**self.levels
+        if images.height % multiple or images.width % multiple:
+            raise DataError(
+                f"{self.registry_name} needs images whose height and width divide by {multiple}; "
+                f"these are {images.height}×{images.width}.",
+                hint=f"Resize them, e.g. read_images(path, size={_round_up(images.height, multiple)}) "
+                "or imageset.resized(...).",
+            )
+        self.image_shape_ = images.shape
+        self.data_fingerprint_ = images.fingerprint()
+        self.n_rows_ = len(images)
+        values = images.label_values()
+        use_labels = self.config.conditional and values is not None
+        self.classes_ = images.classes if use_labels else []
+        index = {v: i for i, v in enumerate(self.classes_)}
+        y = np.asarray([index[v] for v in values], np.int64) if use_labels else np.zeros(len(images), np.int64)
+        counts = np.bincount(y, minlength=max(len(self.classes_), 1))
+        self.class_shares_ = (counts / counts.sum()).tolist() if self.classes_ else []
+        self.fit_report_: dict[str, Any] = {
+            "warnings": [],
+            "images": {"n": len(images), "shape": list(images.shape), "classes": len(self.classes_)},
+        }
+        if self.classes_ and counts.min() < 2:
+            self.fit_report_["warnings"].append(
+                f"class(es) {[self.classes_[i] for i in np.flatnonzero(counts < 2)]} have a single "
+                "image: samples of them can only imitate it"
+            )
+        matrix = np.concatenate(
+            [images.to_float().reshape(len(images), -1), y[:, None].astype(np.float32)], axis=1
+        )
+        started = time.perf_counter()
+        try:
+            self._fit_images(np.ascontiguousarray(matrix, np.float32), resume=resume)
+        except BaseException:
+            self._forget_fit()
+            raise
+        self.fit_report_["fit_seconds"] = round(time.perf_counter() - started, 4)
+        return self
+
+    @property
+    def n_classes_(self) -> int:
+        return len(self.classes_)
+
+    @property
+    def pixels_(self) -> int:
+        h, w, c = self.image_shape_
+        return h * w * c
+
+    def _trainer(self, description: str) -> Trainer:
+        cfg = self.config
+        return Trainer(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            amp=cfg.amp,
+            seed=cfg.seed,
+            checkpoint_dir=cfg.checkpoint_dir,
+            checkpoint_every=cfg.checkpoint_every,
+            progress=cfg.progress,
+            compile=cfg.compile,
+            description=description,
+        )
+
+    def _run(self, trainer: Trainer, task: TrainingTask, matrix: np.ndarray, *, resume: bool) -> TrainResult:
+        """Train ``task`` and record the run in the fit report."""
+        result = trainer.fit(task, matrix, resume=resume, fingerprint=self._run_fingerprint())
+        self.device_ = trainer.device
+        self.fit_report_["training"] = result.to_dict()
+        self.fit_report_["warnings"].extend(result.warnings)
+        return result
+
+    def _run_fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: shaping config, data and classes."""
+        h = hashlib.sha256()
+        shaping = self.config.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
+        h.update(json.dumps([self.registry_name, shaping, self.classes_], sort_keys=True, default=str).encode())
+        h.update(self.data_fingerprint_.encode())
+        return "sha256:" + h.hexdigest()
+
+    # --- sample --------------------------------------------------------------------------------
+    def sample(  # type: ignore[override]
+        self,
+        n: int,
+        *,
+        conditions: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        rebalance: Any = None,
+    ) -> ImageSet:
+        """``n`` new images (an ImageSet, labelled when the model is conditional).
+
+        ``conditions={"label": k}`` asks for class ``k`` only; otherwise classes are drawn in
+        their training shares. The same ``seed`` gives the same images.
+        """
+        if rebalance is not None:
+            raise ConfigError("rebalance= applies to tables; image models take conditions={'label': k}.")
+        batches = list(self.sample_batches(n, conditions=conditions, seed=seed))
+        if not batches:
+            h, w, c = self.image_shape_
+            return ImageSet(np.zeros((0, h, w, c), np.uint8), None if not self.classes_ else _empty_labels(self.classes_))
+        images = np.concatenate([b.images for b in batches])
+        labels = None
+        if self.classes_:
+            labels = [v for b in batches for v in b.label_values() or []]
+        return ImageSet.from_array(images, labels)
+
+    def sample_batches(  # type: ignore[override]
+        self,
+        n: int,
+        *,
+        batch_size: int | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> Iterator[ImageSet]:
+        """Yield ``n`` images as ImageSets of at most ``batch_size``: bounded memory for any n."""
+        self._check_fitted()
+        n = _check_n(n)
+        size = self.sample_chunk if batch_size is None else int(batch_size)
+        if size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {size}.")
+        fixed = self._check_image_conditions(conditions)
+        rng = np.random.default_rng(seed)
+        torch_seed = int(rng.integers(2**62))
+        generator = torch.Generator(device=self.device_).manual_seed(torch_seed)
+        done = 0
+        while done < n:
+            m = min(size, n - done)
+            y = None
+            if self.classes_:
+                y = np.full(m, fixed, np.int64) if fixed is not None else rng.choice(
+                    self.n_classes_, size=m, p=np.asarray(self.class_shares_))
+            with torch.no_grad():
+                x = self._sample_images(m, y, generator)
+            labels = None if y is None else [self.classes_[i] for i in y]
+            yield ImageSet.from_float(x, labels)
+            done += m
+
+    def _check_image_conditions(self, conditions: Mapping[str, Any] | None) -> int | None:
+        if not conditions:
+            return None
+        unknown = set(conditions) - {LABEL}
+        if unknown:
+            raise ConfigError(
+                f"Image models can be conditioned on '{LABEL}' only, not {sorted(unknown)}.",
+                hint="Use conditions={'label': k} with a class seen in training.",
+            )
+        if not self.classes_:
+            raise ConfigError(
+                f"This {self.registry_name} model is not class-conditional: it was trained "
+                "without labels (or with conditional=False).",
+                hint="Fit on an ImageSet with labels (class sub-folders) to sample by class.",
+            )
+        value = conditions[LABEL]
+        for i, known in enumerate(self.classes_):
+            if value == known or str(value) == str(known):
+                return i
+        raise ConfigError(
+            f"Class {value!r} was never seen in training.", hint=f"Known classes: {self.classes_}"
+        )
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, *, overwrite: bool = False, encrypt: bool = False, key: Any = None) -> Path:
+        """Write the fitted model to a directory: weights.safetensors + JSON (see synthkit.artifacts)."""
+        from synthkit.artifacts import write_model_dir
+
+        self._check_fitted()
+        tensors, files = self._state()
+        manifest = {
+            "generator": self.registry_name,
+            "config": self.config.model_dump(mode="json"),
+            "data_kind": "images",
+            "image_shape": list(self.image_shape_),
+            "classes": self.classes_,
+            "class_shares": self.class_shares_,
+            "data_fingerprint": self.data_fingerprint_,
+            "n_rows": self.n_rows_,
+            "fit_report": _jsonable(self.fit_report_),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files,
+                               overwrite=overwrite, encrypt=encrypt, key=key)
+
+    @classmethod
+    def _from_artifact(cls: type[G], artifact: Any, *, trust_pickle: bool = False) -> G:
+        manifest = artifact.manifest
+        gen = cls(**manifest["config"])
+        gen.image_shape_ = tuple(int(d) for d in manifest["image_shape"])
+        gen.classes_ = list(manifest.get("classes", []))
+        gen.class_shares_ = list(manifest.get("class_shares", []))
+        gen.data_fingerprint_ = manifest["data_fingerprint"]
+        gen.n_rows_ = manifest["n_rows"]
+        gen.fit_report_ = manifest.get("fit_report", {})
+        gen._restore(artifact.tensors, artifact.files, trust_pickle=trust_pickle)
+        return gen
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet.", hint="Call fit(images) first.")
+
+    # --- what families implement ---------------------------------------------------------------
+    def _fit(self, df: Any, schema: Any, *, resume: bool) -> None:  # pragma: no cover - tables only
+        raise ConfigError(f"{self.registry_name} learns images, not tables.")
+
+    def _sample(self, n: int, *, rng: Any, conditions: Any) -> Any:  # pragma: no cover - tables only
+        raise ConfigError(f"{self.registry_name} samples images, not tables.")
+
+    def _fit_images(self, matrix: np.ndarray, *, resume: bool) -> None:
+        """Train on ``matrix``: one row per image, pixels in [-1, 1] (C, H, W flattened), class last."""
+        raise NotImplementedError
+
+    def _sample_images(self, n: int, y: np.ndarray | None, generator: torch.Generator) -> np.ndarray:
+        """float ``(n, C, H, W)`` in [-1, 1]; ``y`` the class index of each image (or None)."""
+        raise NotImplementedError
+
+
+def split_batch(batch: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Trainer batch as images ``(B, C, H, W)`` and class indices ``(B,)``."""
+    h, w, c = shape
+    return batch[:, :-1].reshape(-1, c, h, w), batch[:, -1].round().long()
+
+
+def labels_tensor(y: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    return None if y is None else torch.as_tensor(y, dtype=torch.long, device=device)
+
+
+def _as_imageset(data: Any, labels: Any) -> ImageSet:
+    if isinstance(data, ImageSet):
+        if labels is not None:
+            return ImageSet.from_array(data.images, labels)
+        return data
+    if isinstance(data, np.ndarray):
+        return ImageSet.from_array(data, labels)
+    raise DataError(
+        f"Image generators fit on an ImageSet or an image array, got {type(data).__name__}.",
+        hint="Read images with synthkit.connectors.images.read_images(path).",
+    )
+
+
+def _empty_labels(classes: list[Any]) -> Any:
+    import polars as pl
+
+    return pl.DataFrame({LABEL: classes[:0]})
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

@@ -1,0 +1,1 @@
+"""Text generator families: ``text/gpt`` (a small decoder-only transformer trained from scratch)."""
