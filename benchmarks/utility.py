@@ -21,8 +21,6 @@ import time
 import warnings
 from pathlib import Path
 
-import polars as pl
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -129,7 +127,7 @@ def write_section(rows: list[dict], aug: list[dict], section: str, command: str)
             "|---|---|---|---|---|---|---|",
         ]
         for a in aug:
-            def pair(m: str) -> str:
+            def pair(m: str, a: dict = a) -> str:
                 return f"{a[m + '_real']:.3f} → {a[m + '_augmented']:.3f} ({a[m + '_delta']:+.3f})"
 
             lines.append(

@@ -83,9 +83,8 @@ def write(
     categories; ``sql_types`` maps columns to SQLAlchemy types (e.g. the source's, from
     :func:`synthkit.connectors.sql.column_types`) instead of the types following the data.
     """
-    from synthkit.connectors.files import _refuse_other_data, _require_passing
-
     from synthkit.connectors import labelling
+    from synthkit.connectors.files import _refuse_other_data, _require_passing
 
     df = to_polars(data)
     expected = _require_passing(decision)

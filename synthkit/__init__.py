@@ -63,19 +63,19 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from synthkit.augmentation import augment
     from synthkit.evaluate import Report, evaluate
+    from synthkit.evaluate.relational import evaluate_relational
     from synthkit.frames import fingerprint, to_polars
     from synthkit.generators.base import Generator, GeneratorConfig
     from synthkit.generators.registry import available as available_generators
     from synthkit.generators.registry import create, load
-    from synthkit.evaluate.relational import evaluate_relational
     from synthkit.generators.relational import RelationalSynthesizer
-    from synthkit.relational import ForeignKey, MultiTable
     from synthkit.pipeline import Pipeline, PipelineConfig, PipelineResult
-    from synthkit.augmentation import augment
     from synthkit.prepare.clean import CleanRules, clean
     from synthkit.prepare.profile import profile
     from synthkit.prepare.split import split_holdout
+    from synthkit.relational import ForeignKey, MultiTable
     from synthkit.schema import Column, ColumnKind, PIIKind, Schema, infer_schema
 
 

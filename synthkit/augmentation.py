@@ -192,7 +192,7 @@ def measure_effect(train: pl.DataFrame, synthetic: pl.DataFrame, test: pl.DataFr
 
 def _class_counts(df: pl.DataFrame, target: str) -> dict[str, int]:
     counts = df.get_column(target).drop_nulls().cast(pl.String).value_counts()
-    return {str(k): int(v) for k, v in zip(counts[target], counts["count"])}
+    return {str(k): int(v) for k, v in zip(counts[target], counts["count"], strict=True)}
 
 
 def _stratified_split(df: pl.DataFrame, target: str, test_size: float,

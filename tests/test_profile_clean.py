@@ -172,7 +172,7 @@ def test_profile_is_vectorised_on_a_large_table():
 
 def test_pipeline_prepare_section_cleans_and_reports(planted, tmp_path):
     from synthkit.pipeline import Pipeline
-    from synthkit.policies import generate_keypair, verify_log, load_public_key
+    from synthkit.policies import generate_keypair, load_public_key, verify_log
 
     frame, _ = planted
     frame.write_csv(tmp_path / "planted.csv")

@@ -139,7 +139,7 @@ def tstr(real: pl.DataFrame, synthetic: pl.DataFrame, test: pl.DataFrame, column
                 higher_is_better=True, threshold=None),
             "utility.trtr_auc": Metric(
                 name="utility.trtr_auc", section="utility", value=real_scores["auc"],
-                meaning=f"The same, trained on the real training rows: the bar TSTR is held to.",
+                meaning="The same, trained on the real training rows: the bar TSTR is held to.",
                 higher_is_better=True, threshold=None),
             "utility.tstr_f1": Metric(
                 name="utility.tstr_f1", section="utility", value=synth_scores["f1"],
@@ -265,14 +265,14 @@ class _Coder:
         self.columns = list(columns)
         self.categorical = [c.kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN) for c in self.columns]
         self.codes: dict[str, pl.Series] = {}
-        for c, is_cat in zip(self.columns, self.categorical):
+        for c, is_cat in zip(self.columns, self.categorical, strict=True):
             if is_cat:
                 values = pl.concat([f.get_column(c.name).cast(pl.String) for f in frames])
                 self.codes[c.name] = values.drop_nulls().unique().sort()
 
     def matrix(self, df: pl.DataFrame) -> np.ndarray:
         parts = []
-        for c, is_cat in zip(self.columns, self.categorical):
+        for c, is_cat in zip(self.columns, self.categorical, strict=True):
             s = df.get_column(c.name)
             if is_cat:
                 vocab = self.codes[c.name]
@@ -285,7 +285,7 @@ class _Coder:
 
     def categorical_mask(self) -> list[bool]:
         # HistGradientBoosting takes at most 255 categories per native categorical feature
-        return [is_cat and len(self.codes[c.name]) <= 255 for c, is_cat in zip(self.columns, self.categorical)]
+        return [is_cat and len(self.codes[c.name]) <= 255 for c, is_cat in zip(self.columns, self.categorical, strict=True)]
 
 
 def _model(coder: _Coder, *, classify: bool, seed: int) -> Any:

@@ -159,7 +159,7 @@ def clean(data: Any, schema: Schema | None = None,
                 columns[column] = _fix_outliers(columns.get(column, values), mask, rules)
     # parse string columns of numbers or dates once their invalid values are gone
     if rules.invalid == "null":
-        for (kind, column), (mask, values) in masks.items():
+        for (kind, column), (mask, _values) in masks.items():
             if kind == "invalid_type" and mask.any():
                 columns[column] = columns[column].str.strip_chars().cast(pl.Float64, strict=False)
             elif kind == "invalid_date" and mask.any():

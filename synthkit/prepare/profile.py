@@ -271,7 +271,7 @@ def incomplete_mask(df: pl.DataFrame, share: float) -> np.ndarray:
     near-constant), so one empty column does not make every row incomplete.
     """
     counts = df.null_count().row(0)
-    present = [c for c, nulls in zip(df.columns, counts) if nulls < df.height]
+    present = [c for c, nulls in zip(df.columns, counts, strict=True) if nulls < df.height]
     if not present:
         return np.zeros(df.height, dtype=bool)
     missing = df.select(pl.sum_horizontal(pl.col(present).is_null().cast(pl.Int32))).to_series()
