@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -298,13 +299,13 @@ class ImageGenerator(Generator):
     def _sample(self, n: int, *, rng: Any, conditions: Any) -> Any:  # pragma: no cover - tables only
         raise ConfigError(f"{self.registry_name} samples images, not tables.")
 
+    @abstractmethod
     def _fit_images(self, matrix: np.ndarray, *, resume: bool) -> None:
         """Train on ``matrix``: one row per image, pixels in [-1, 1] (C, H, W flattened), class last."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _sample_images(self, n: int, y: np.ndarray | None, generator: torch.Generator) -> np.ndarray:
         """float ``(n, C, H, W)`` in [-1, 1]; ``y`` the class index of each image (or None)."""
-        raise NotImplementedError
 
 
 def split_batch(batch: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
