@@ -339,12 +339,12 @@ class Trainer:
         n = train.shape[0]
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for index in self._batch_indices(n, order_gen, ctx):
+        for index in self._batch_indices(n, order_gen, ctx, train.device):
             if index.numel() == 0:  # an empty Poisson batch: noise only, still accounted
                 assert ctx.private is not None
                 ctx.private.step()
                 continue
-            batch = train[index.to(train.device)]
+            batch = train.index_select(0, index.to(train.device))
             if batch.device != self.device:
                 batch = batch.to(self.device, non_blocking=True)
             losses = task.train_step(batch, ctx)
@@ -360,13 +360,16 @@ class Trainer:
         return record
 
     def _batch_indices(
-        self, n: int, order_gen: torch.Generator, ctx: StepContext
+        self, n: int, order_gen: torch.Generator, ctx: StepContext, device: torch.device
     ) -> Iterator[torch.Tensor]:
-        """Row indices of each step: a shuffled pass, or Poisson samples in a private run."""
+        """Row indices of each step: a shuffled pass, or Poisson samples in a private run.
+
+        The epoch's permutation is drawn on the CPU (the same stream on every device) and moved
+        to the data's device once, not one small copy per step."""
         if ctx.private is not None:
             yield from ctx.private.batches(n, order_gen)
             return
-        order = torch.randperm(n, generator=order_gen)
+        order = torch.randperm(n, generator=order_gen).to(device)
         stop = n - (n % self.batch_size) if self.drop_last and n >= self.batch_size else n
         for start in range(0, stop, self.batch_size):
             yield order[start : start + self.batch_size]

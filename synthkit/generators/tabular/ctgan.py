@@ -54,7 +54,9 @@ from torch.nn import functional as F
 
 from synthkit.generators.base import Generator
 from synthkit.generators.neural import (
+    BlockSoftmax,
     NeuralConfig,
+    adam,
     encode_private,
     encode_table,
     family_state,
@@ -267,37 +269,45 @@ def _draw_conditions(
 
 def _one_hot(slots: torch.Tensor, width: int) -> torch.Tensor:
     out = torch.zeros(slots.shape[0], width, device=slots.device)
-    out[torch.arange(slots.shape[0], device=slots.device), slots] = 1.0
-    return out
+    return out.scatter_(1, slots.unsqueeze(1), 1.0)
 
 
 # --- activations ---------------------------------------------------------------------------------
-def _gumbel_softmax(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Soft Gumbel-softmax sample (tau 0.2) with noise from ``generator``."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device)
-    gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
-    return torch.softmax((logits.float() + gumbel) / _TAU, dim=1)
+class _Activation:
+    """tanh on alpha blocks; Gumbel softmax (tau 0.2) on one-hot blocks, or plain softmax.
 
-
-def _activate(
-    raw: torch.Tensor, encoder: NeuralTableEncoder, generator: torch.Generator | None
-) -> torch.Tensor:
-    """tanh on alpha blocks; Gumbel softmax on one-hot blocks (softmax when no generator).
-
-    With Gumbel noise the argmax that decoding takes is a draw from the block's categorical
-    distribution (the Gumbel-max trick), which sampling needs: a plain argmax would always
-    pick each block's most likely slot and flatten the categories' frequencies.
+    Vectorised over blocks: one gather into a padded block layout
+    (:class:`~synthkit.generators.neural.BlockSoftmax`), one softmax per group of similar
+    widths, one gather back into row order; no Python loop over columns.
     """
-    parts = []
-    for block in encoder.blocks:
-        x = raw[:, block.start : block.start + block.width].float()
-        if block.kind == "alpha":
-            parts.append(torch.tanh(x))
-        elif generator is not None:
-            parts.append(_gumbel_softmax(x, generator))
-        else:
-            parts.append(torch.softmax(x, dim=1))
-    return torch.cat(parts, dim=1)
+
+    def __init__(self, encoder: NeuralTableEncoder, device: torch.device) -> None:
+        alpha = [p for b in encoder.blocks if b.kind == "alpha" for p in range(b.start, b.start + b.width)]
+        softmax = [(b.start, b.width) for b in encoder.blocks if b.kind == "softmax"]
+        self.width = encoder.width
+        self.alpha = torch.as_tensor(alpha, dtype=torch.long, device=device)
+        self.blocks = BlockSoftmax(softmax, device)
+        covered = alpha + self.blocks.columns.tolist()
+        # where each encoded column sits in cat([tanh(alpha), block softmaxes])
+        restore = np.empty(self.width, dtype=np.int64)
+        restore[np.asarray(covered, dtype=np.int64)] = np.arange(len(covered))
+        if len(covered) != self.width or len(set(covered)) != self.width:
+            raise AssertionError("the encoded row's blocks must cover every column once")
+        self.restore = torch.as_tensor(restore, dtype=torch.long, device=device)
+
+    def __call__(self, raw: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """With Gumbel noise the argmax that decoding takes is a draw from the block's
+        categorical distribution (the Gumbel-max trick), which sampling needs: a plain argmax
+        would always pick each block's most likely slot and flatten the categories' frequencies.
+        """
+        raw = raw.float()
+        padded = self.blocks.gather(raw)
+        if generator is not None:
+            u = torch.rand(padded.shape, generator=generator, device=raw.device)
+            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+            padded = (padded + gumbel) / _TAU
+        parts = [torch.tanh(raw.index_select(1, self.alpha)), self.blocks.softmax(padded)]
+        return torch.cat(parts, dim=1).index_select(1, self.restore)
 
 
 # --- the training task ---------------------------------------------------------------------------
@@ -319,13 +329,14 @@ class _CTGANTask(TrainingTask):
         self.d = discriminator_net
         self.device = device
         self.private = config.dp is not None
-        self.opt_g = torch.optim.Adam(
+        self.activate = _Activation(encoder, device)
+        self.opt_g = adam(
             self.g.parameters(),
             lr=config.generator_learning_rate,
             betas=(0.5, 0.9),
             weight_decay=config.generator_decay,
         )
-        self.opt_d = torch.optim.Adam(
+        self.opt_d = adam(
             self.d.parameters(),
             lr=config.discriminator_learning_rate,
             betas=(0.5, 0.9),
@@ -349,6 +360,10 @@ class _CTGANTask(TrainingTask):
             device=device,
         )
         self.rows_by_slot, self.slot_start, self.slot_count = _rows_by_slot(matrix, encoder, device)
+        # where each discrete column's block sits in the encoded row, for the condition loss
+        self.data_start = torch.as_tensor([b.start for b in encoder.discrete], dtype=torch.long, device=device)
+        self.cond_width = torch.as_tensor(self.layout.widths, dtype=torch.long, device=device)
+        self.cond_offsets = torch.arange(max(self.layout.widths, default=1), device=device)
         self.coverage = _CoverageProbe(matrix, encoder)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -378,7 +393,7 @@ class _CTGANTask(TrainingTask):
             with ctx.autocast():
                 with torch.no_grad():
                     cond, _, slots = self._conditions(n, gen)
-                    fake = _activate(self.g(self._g_input(cond, gen)), self.encoder, gen)
+                    fake = self.activate(self.g(self._g_input(cond, gen)), gen)
                     fake_in = torch.cat([fake, cond], dim=1)
                     real_cond, real_slots = self._shuffled(cond, slots, gen)
                     real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
@@ -391,7 +406,7 @@ class _CTGANTask(TrainingTask):
         with ctx.autocast():
             cond, cols, slots = self._conditions(n, gen)
             raw = self.g(self._g_input(cond, gen))
-            fake = _activate(raw, self.encoder, gen)
+            fake = self.activate(raw, gen)
             score = self.d(torch.cat([fake, cond], dim=1), gen).float()
             loss_g = -score.mean() + self._condition_loss(raw, cols, slots)
         ctx.optimize(loss_g, self.opt_g)
@@ -410,14 +425,14 @@ class _CTGANTask(TrainingTask):
         n = max(rows, 2)  # the generator's BatchNorm needs 2+ rows
         with ctx.autocast():
             with torch.no_grad():
-                fake = _activate(self.g(self._g_input(self._no_condition(n), gen)), self.encoder, gen)
+                fake = self.activate(self.g(self._g_input(self._no_condition(n), gen)), gen)
             scores = self.d(torch.cat([batch.to(fake.dtype), fake], dim=0), gen).float()
             loss_d = F.softplus(-scores[:rows]).mean() + F.softplus(scores[rows:]).mean()
         ctx.optimize(loss_d, self.opt_d)
         self.d.requires_grad_(False)
         try:
             with ctx.outside_privacy(), ctx.autocast():
-                fake = _activate(self.g(self._g_input(self._no_condition(n), gen)), self.encoder, gen)
+                fake = self.activate(self.g(self._g_input(self._no_condition(n), gen)), gen)
                 loss_g = F.softplus(-self.d(fake, gen).float()).mean()
                 ctx.optimize(loss_g, self.opt_g)
         finally:
@@ -437,7 +452,7 @@ class _CTGANTask(TrainingTask):
         try:
             with torch.no_grad():
                 cond, _, _ = self._conditions(_PROBE_ROWS, probe, probs=self.sample_probs)
-                drawn = _activate(self.g(self._g_input(cond, probe)).float(), self.encoder, probe)
+                drawn = self.activate(self.g(self._g_input(cond, probe)), probe)
         finally:
             self.g.train(was_training)
         return self.coverage.measure(drawn)
@@ -488,16 +503,19 @@ class _CTGANTask(TrainingTask):
     def _condition_loss(
         self, raw: torch.Tensor, cols: torch.Tensor | None, slots: torch.Tensor | None
     ) -> torch.Tensor:
-        """Cross-entropy between the generated logits of the conditioned column and its category."""
+        """Cross-entropy between the generated logits of the conditioned column and its category.
+
+        Vectorised over columns: each row's conditioned block is gathered into one padded
+        ``(rows, widest discrete block)`` matrix (padding ``-inf``), so it is one cross-entropy.
+        """
         if cols is None or slots is None:
             return raw.new_zeros((), dtype=torch.float32)
-        total = raw.new_zeros(raw.shape[0], dtype=torch.float32)
-        for j, block in enumerate(self.encoder.discrete):
-            logits = raw[:, block.start : block.start + block.width].float()
-            target = (slots - self.layout.cond_start[j]).clamp(0, block.width - 1)
-            ce = F.cross_entropy(logits, target, reduction="none")
-            total = total + ce * (cols == j).float()
-        return total.mean()
+        width = self.cond_width[cols].unsqueeze(1)
+        offsets = self.cond_offsets.unsqueeze(0)
+        index = (self.data_start[cols].unsqueeze(1) + offsets.clamp_max(width - 1))
+        logits = raw.float().gather(1, index).masked_fill(offsets >= width, -torch.inf)
+        target = slots - self.layout.cond_start[cols]
+        return F.cross_entropy(logits, target)
 
 
 def _slot_counts(matrix: np.ndarray, encoder: NeuralTableEncoder) -> np.ndarray:
@@ -641,6 +659,7 @@ class CTGANGenerator(Generator):
             device=device,
         )
         net = self.generator_net_.eval()
+        activate = _Activation(self.encoder_, device)
         parts = []
         with torch.no_grad():
             for done in range(0, n, _SAMPLE_CHUNK):
@@ -654,7 +673,7 @@ class CTGANGenerator(Generator):
                 else:
                     cond, _, _ = _draw_conditions(m, probs, layout, gen)
                 z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
-                out = _activate(net(torch.cat([z, cond], dim=1)), self.encoder_, gen)
+                out = activate(net(torch.cat([z, cond], dim=1)), gen)
                 parts.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)

@@ -29,7 +29,9 @@ from torch import nn
 from synthkit.errors import DataError
 from synthkit.generators.base import Generator
 from synthkit.generators.neural import (
+    BlockSoftmax,
     NeuralConfig,
+    adam,
     encode_private,
     encode_table,
     family_state,
@@ -124,15 +126,17 @@ def _mlp(dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
 class _Layout:
     """Where the alpha values and one-hot slots sit in an encoded row, as index tensors.
 
-    Per-block softmax statistics are computed with scatter operations over the slots, so
-    memory stays rows × width however wide the widest block is (a 1,000-category column does
-    not turn every other block into 1,000 columns).
+    Per-block log-sum-exp runs over a padded layout grouped by block width
+    (:class:`~synthkit.generators.neural.BlockSoftmax`): one gather and one reduction per width
+    group, whatever the number of blocks, and memory within twice the slots' (a 1,000-category
+    column does not turn every other block into 1,000 columns).
     """
 
     width: int
     alpha: torch.Tensor  # (n_alpha,) positions of alpha values
     slots: torch.Tensor  # (n_slots,) every one-hot position, block by block
-    block_of: torch.Tensor  # (n_slots,) which block each slot belongs to
+    slot_mask: torch.Tensor  # (width,) 1.0 at one-hot positions, 0.0 at alpha values
+    blocks: BlockSoftmax
     n_blocks: int
 
     @classmethod
@@ -140,12 +144,14 @@ class _Layout:
         alpha = [p for b in blocks if b.kind == "alpha" for p in range(b.start, b.start + b.width)]
         softmax = [b for b in blocks if b.kind == "softmax"]
         slots = [p for b in softmax for p in range(b.start, b.start + b.width)]
-        block_of = [i for i, b in enumerate(softmax) for _ in range(b.width)]
+        mask = torch.zeros(width, dtype=torch.float32)
+        mask[slots] = 1.0
         return cls(
             width=width,
             alpha=torch.as_tensor(alpha, dtype=torch.long, device=device),
             slots=torch.as_tensor(slots, dtype=torch.long, device=device),
-            block_of=torch.as_tensor(block_of, dtype=torch.long, device=device),
+            slot_mask=mask.to(device),
+            blocks=BlockSoftmax([(b.start, b.width) for b in softmax], device),
             n_blocks=len(softmax),
         )
 
@@ -154,14 +160,11 @@ class _Layout:
         return int(self.alpha.numel())
 
     def block_logsumexp(self, logits: torch.Tensor) -> torch.Tensor:
-        """log-sum-exp of each block's slot logits: (rows, n_blocks)."""
-        rows = logits.shape[0]
-        index = self.block_of.expand(rows, -1)
-        peak = torch.full((rows, self.n_blocks), -torch.inf, dtype=logits.dtype, device=logits.device)
-        peak = peak.scatter_reduce(1, index, logits.detach(), reduce="amax").detach()
-        shifted = torch.exp(logits - peak.gather(1, index))
-        sums = torch.zeros_like(peak).scatter_add(1, index, shifted)
-        return peak + torch.log(sums)
+        """log-sum-exp of each block's slot logits: (rows, n_blocks), blocks in row order.
+
+        ``logits`` is the whole encoded row's width."""
+        lse = self.blocks.logsumexp(self.blocks.gather(logits))
+        return lse.index_select(1, self.blocks.block_position)
 
     def activate(self, raw: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Outputs as ``inverse_transform`` reads them: tanh + noise·sigma for alpha values;
@@ -189,14 +192,14 @@ def tvae_losses(
     rows = target.shape[0]
     total = raw.new_zeros(())
     if layout.n_alpha:
-        diff = target[:, layout.alpha] - torch.tanh(raw[:, layout.alpha])
+        diff = target.index_select(1, layout.alpha) - torch.tanh(raw.index_select(1, layout.alpha))
         total = (
             total + (diff.square() / (2.0 * sigma.square())).sum() + torch.log(sigma).sum() * rows
         )
-    if layout.slots.numel():
-        logits = raw[:, layout.slots]
+    if layout.n_blocks:
         # cross-entropy per block = logsumexp(block) - logit of the target slot (targets are one-hot)
-        total = total + layout.block_logsumexp(logits).sum() - (target[:, layout.slots] * logits).sum()
+        lse = layout.blocks.logsumexp(layout.blocks.gather(raw)).sum()
+        total = total + lse - (raw * (target * layout.slot_mask)).sum()
     kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp())
     return total * loss_factor / rows, kl / rows
 
@@ -219,7 +222,7 @@ class TVAETrainingTask(TrainingTask):
         self.layout = layout
         self.loss_factor = loss_factor
         params = list(encoder.parameters()) + list(decoder.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=learning_rate, weight_decay=l2scale)
+        self.optimizer = adam(params, lr=learning_rate, weight_decay=l2scale)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, _DECODER: self.decoder}
