@@ -59,6 +59,8 @@ def run_one(key: str, family: str, epsilon: float | None, args: argparse.Namespa
     schema = infer_schema(real)
     train, holdout = split_holdout(real, fraction=0.2, seed=args.seed)
     params: dict = {"epochs": args.epochs, "batch_size": args.batch_size, "progress": False}
+    if family in ("argn", "ddpm"):  # their own defaults (training length, batch) fit DP too
+        params = {"progress": False}
     name = FAMILIES[family]
     if family == "dpcopula":  # no training loop; without dp it is synthkit's plain copula
         params = {}
@@ -127,6 +129,8 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
 
 
 def main() -> None:
+    from synthkit.errors import DataError
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="*", default=["wage", "credit_data", "mlc_churn"],
                         choices=list(TABLES))
@@ -144,7 +148,11 @@ def main() -> None:
     for key in args.tables:
         for family in args.families:
             for eps in epsilons:
-                run = run_one(key, family, eps, args)
+                try:
+                    run = run_one(key, family, eps, args)
+                except DataError as exc:  # e.g. no category frequent enough at this epsilon
+                    print(f"{key:12s} {family:6s} eps {str(eps):5s} refused: {exc}", flush=True)
+                    continue
                 runs.append(run)
                 print(f"{key:12s} {family:6s} eps {str(eps):5s} spent {run.epsilon} "
                       f"quality {run.quality:.4f} mia {run.metrics['privacy.mia_distance_auc']} "
