@@ -23,76 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None, training: bool) -> torch.Tensor:
-    """Inverted dropout drawing its mask from ``generator`` (reproducible across resumes)."""
-    if not training or p <= 0.0:
-        return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= p
-    return x * keep / (1.0 - p)
-
-
-@dataclass
-class _Cache:
-    """Keys and values of the steps read so far, for one block (rows, heads, steps, head dim)."""
-
-    keys: torch.Tensor
-    values: torch.Tensor
-    length: int = 0
-
-
-class _SelfAttention(nn.Module):
-    """Causal multi-head self-attention from two linear layers."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, cache: _Cache | None = None) -> torch.Tensor:
-        rows, steps, dim = x.shape
-        q, k, v = self.qkv(x).view(rows, steps, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            start = cache.length
-            cache.keys[:, :, start : start + steps] = k
-            cache.values[:, :, start : start + steps] = v
-            cache.length = start + steps
-            if start == 0:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:  # one new step attends to every step read so far
-                y = F.scaled_dot_product_attention(
-                    q, cache.keys[:, :, : cache.length], cache.values[:, :, : cache.length]
-                )
-        return self.out(y.transpose(1, 2).reshape(rows, steps, dim))
-
-
-class _Block(nn.Module):
-    """Pre-norm transformer block: attention and a GELU feed-forward, each with a residual."""
-
-    def __init__(self, dim: int, heads: int, feedforward_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attention = _SelfAttention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.ff1 = nn.Linear(dim, feedforward_dim)
-        self.ff2 = nn.Linear(feedforward_dim, dim)
-        self.dropout = dropout
-
-    def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None, cache: _Cache | None = None
-    ) -> torch.Tensor:
-        x = x + _dropout(self.attention(self.norm1(x), cache), self.dropout, generator, self.training)
-        h = self.ff2(F.gelu(self.ff1(self.norm2(x))))
-        return x + _dropout(h, self.dropout, generator, self.training)
+from synthkit.nn.transformer import KVCache, TransformerBlock, seeded_dropout
 
 
 class ARGNNet(nn.Module):
@@ -126,7 +62,7 @@ class ARGNNet(nn.Module):
         self.ordinal = nn.Linear(self.features.shape[1], dim, bias=False)
         self.read = nn.Embedding(n, dim)  # which position the input token was
         self.target = nn.Embedding(n, dim)  # which position is predicted at this step
-        self.blocks = nn.ModuleList(_Block(dim, heads, feedforward_dim, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, feedforward_dim, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.heads_out = nn.ModuleList(nn.Linear(dim, v) for v in self.vocab_sizes)
         for emb in (self.tokens, self.read, self.target):
@@ -161,7 +97,7 @@ class ARGNNet(nn.Module):
         rows, n = tokens.shape
         if order is None:
             order = torch.arange(n, device=tokens.device).expand(rows, n)
-        x = _dropout(self._inputs(tokens, order), self.dropout, generator, self.training)
+        x = seeded_dropout(self._inputs(tokens, order), self.dropout, generator, self.training)
         for block in self.blocks:
             x = block(x, generator)
         hidden = self.norm(x)
@@ -212,7 +148,7 @@ class ARGNNet(nn.Module):
         order_t = torch.as_tensor(list(order), dtype=torch.long, device=device)
         head_dim = self.dim // self.heads
         caches = [
-            _Cache(
+            KVCache(
                 torch.empty(rows, self.heads, n, head_dim, device=device),
                 torch.empty(rows, self.heads, n, head_dim, device=device),
             )

@@ -31,7 +31,6 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -53,6 +52,7 @@ from synthkit.errors import (
 from synthkit.generators.base import Generator, GeneratorConfig, _check_n, _jsonable
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state
 from synthkit.nn.privacy import DPConfig, SGDBudget
+from synthkit.nn.transformer import KVCache, TransformerBlock, seeded_dropout
 
 G = TypeVar("G", bound="TextGPTGenerator")
 
@@ -122,64 +122,6 @@ class TextGPTConfig(GeneratorConfig):
 
 
 # --- the network ----------------------------------------------------------------------------
-def _dropout(x: torch.Tensor, p: float, generator: torch.Generator | None, training: bool) -> torch.Tensor:
-    """Inverted dropout drawing its mask from ``generator`` (reproducible across resumes)."""
-    if not training or p <= 0.0:
-        return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= p
-    return x * keep / (1.0 - p)
-
-
-@dataclass
-class KVCache:
-    """Keys and values of one block for the positions read so far: (rows, heads, length, head dim)."""
-
-    keys: torch.Tensor
-    values: torch.Tensor
-    length: int = 0
-
-
-class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        rows, steps, dim = x.shape
-        q, k, v = self.qkv(x).view(rows, steps, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        if cache is not None:
-            start = cache.length
-            cache.keys[:, :, start : start + steps] = k.to(cache.keys.dtype)
-            cache.values[:, :, start : start + steps] = v.to(cache.values.dtype)
-            cache.length = start + steps
-            if start > 0:  # new positions attend to every position read so far
-                k = cache.keys[:, :, : cache.length].to(q.dtype)
-                v = cache.values[:, :, : cache.length].to(q.dtype)
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=steps > 1)
-                return self.out(y.transpose(1, 2).reshape(rows, steps, dim))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out(y.transpose(1, 2).reshape(rows, steps, dim))
-
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, feedforward_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attention = _Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.ff1 = nn.Linear(dim, feedforward_dim)
-        self.ff2 = nn.Linear(feedforward_dim, dim)
-        self.dropout = dropout
-
-    def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None, cache: KVCache | None = None
-    ) -> torch.Tensor:
-        x = x + _dropout(self.attention(self.norm1(x), cache), self.dropout, generator, self.training)
-        return x + _dropout(self.ff2(F.gelu(self.ff1(self.norm2(x)))), self.dropout, generator, self.training)
-
-
 class GPTNet(nn.Module):
     """Decoder-only transformer with a label-embedding prefix (see the module docstring)."""
 
@@ -201,7 +143,7 @@ class GPTNet(nn.Module):
         self.tokens = nn.Embedding(vocab_size, dim)
         self.positions = nn.Embedding(max_length, dim)
         self.labels = nn.Embedding(n_labels + 1, dim)  # index n_labels: no label
-        self.blocks = nn.ModuleList(_Block(dim, heads, feedforward_dim, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, feedforward_dim, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         for emb in (self.tokens, self.positions, self.labels):
@@ -219,7 +161,7 @@ class GPTNet(nn.Module):
         rows, steps = tokens.shape
         positions = torch.arange(steps, device=tokens.device).expand(rows, steps)
         x = torch.cat([self.labels(labels).unsqueeze(1), self.tokens(tokens[:, :-1])], dim=1)
-        x = _dropout(x + self.positions(positions), self.dropout, generator, self.training)
+        x = seeded_dropout(x + self.positions(positions), self.dropout, generator, self.training)
         for block in self.blocks:
             x = block(x, generator)
         return self.head(self.norm(x))
