@@ -81,7 +81,7 @@ def run_one(key: str, family: str, epsilon: float | None, args: argparse.Namespa
     )
 
 
-def write_section(runs: list[Run], section: str, command: str) -> None:
+def write_section(runs: list[Run], section: str, command: str, refusals: list[str]) -> None:
     lines = [
         f"## {section}",
         "",
@@ -121,6 +121,9 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
             best[key] = r
     for (table, eps), r in sorted(best.items()):
         lines.append(f"- {table}, ε = {eps:g}: {r.family}, quality {r.quality:.4f}")
+    if refusals:
+        lines += ["", "Fits the generator refused at that budget (a clear error, not a silent "
+                  "weaker model):", ""] + [f"- {line}" for line in refusals]
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / f"{section}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (RESULTS_DIR / f"{section}.json").write_text(
@@ -144,23 +147,41 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     epsilons = [None if e.lower() == "none" else float(e) for e in args.epsilons]
-    runs = []
+    # Finished fits survive an interrupted run: re-running the same command skips them.
+    partial = RESULTS_DIR / f".{args.section}.partial.json"
+    done: dict[str, dict] = json.loads(partial.read_text()) if partial.exists() else {}
+    runs: list[Run] = []
+    refusals: list[str] = []
     for key in args.tables:
         for family in args.families:
             for eps in epsilons:
+                tag = f"{key}/{family}/{eps}/{args.epochs}/{args.batch_size}/{args.seed}"
+                if tag in done:
+                    if "refused" in done[tag]:
+                        refusals.append(done[tag]["refused"])
+                    else:
+                        runs.append(Run(**done[tag]))
+                    continue
                 try:
                     run = run_one(key, family, eps, args)
                 except DataError as exc:  # e.g. no category frequent enough at this epsilon
+                    line = f"{key}, {family}, ε = {eps:g}: refused ({exc})"
                     print(f"{key:12s} {family:6s} eps {str(eps):5s} refused: {exc}", flush=True)
+                    refusals.append(line)
+                    done[tag] = {"refused": line}
+                    partial.write_text(json.dumps(done, indent=1), encoding="utf-8")
                     continue
                 runs.append(run)
+                done[tag] = asdict(run)
+                partial.write_text(json.dumps(done, indent=1), encoding="utf-8")
                 print(f"{key:12s} {family:6s} eps {str(eps):5s} spent {run.epsilon} "
                       f"quality {run.quality:.4f} mia {run.metrics['privacy.mia_distance_auc']} "
                       f"fit {run.fit_s:.1f}s", flush=True)
     command = (f"--tables {' '.join(args.tables)} --families {' '.join(args.families)} "
                f"--epsilons {' '.join(args.epsilons)} --epochs {args.epochs} "
                f"--batch-size {args.batch_size}")
-    write_section(runs, args.section, command)
+    write_section(runs, args.section, command, refusals)
+    partial.unlink(missing_ok=True)
     rebuild_results()
 
 
