@@ -33,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "ForeignKey": "synthkit.relational",
     "RelationalSynthesizer": "synthkit.generators.relational",
     "evaluate_relational": "synthkit.evaluate.relational",
+    "SequentialSynthesizer": "synthkit.generators.relational",
+    "evaluate_sequences": "synthkit.evaluate.relational",
     # evaluation
     "evaluate": "synthkit.evaluate",
     "Report": "synthkit.evaluate",
@@ -56,6 +58,7 @@ __all__ = [
     "Schema", "Column", "ColumnKind", "PIIKind", "infer_schema",
     "Generator", "GeneratorConfig", "create", "load", "available_generators",
     "MultiTable", "ForeignKey", "RelationalSynthesizer", "evaluate_relational",
+    "SequentialSynthesizer", "evaluate_sequences",
     "evaluate", "Report",
     "Pipeline", "PipelineConfig", "PipelineResult",
     "fingerprint", "to_polars", "split_holdout",
@@ -65,12 +68,12 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from synthkit.augmentation import augment
     from synthkit.evaluate import Report, evaluate
-    from synthkit.evaluate.relational import evaluate_relational
+    from synthkit.evaluate.relational import evaluate_relational, evaluate_sequences
     from synthkit.frames import fingerprint, to_polars
     from synthkit.generators.base import Generator, GeneratorConfig
     from synthkit.generators.registry import available as available_generators
     from synthkit.generators.registry import create, load
-    from synthkit.generators.relational import RelationalSynthesizer
+    from synthkit.generators.relational import RelationalSynthesizer, SequentialSynthesizer
     from synthkit.pipeline import Pipeline, PipelineConfig, PipelineResult
     from synthkit.prepare.clean import CleanRules, clean
     from synthkit.prepare.profile import profile
