@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--section", default="privacy")
+    parser.add_argument("--write-partial", action="store_true",
+                        help="Write the section from the fits an interrupted run finished; fit nothing.")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     epsilons = [None if e.lower() == "none" else float(e) for e in args.epsilons]
@@ -152,36 +154,45 @@ def main() -> None:
     done: dict[str, dict] = json.loads(partial.read_text()) if partial.exists() else {}
     runs: list[Run] = []
     refusals: list[str] = []
-    for key in args.tables:
-        for family in args.families:
-            for eps in epsilons:
-                tag = f"{key}/{family}/{eps}/{args.epochs}/{args.batch_size}/{args.seed}"
-                if tag in done:
-                    if "refused" in done[tag]:
-                        refusals.append(done[tag]["refused"])
-                    else:
-                        runs.append(Run(**done[tag]))
-                    continue
-                try:
-                    run = run_one(key, family, eps, args)
-                except DataError as exc:  # e.g. no category frequent enough at this epsilon
-                    line = f"{key}, {family}, ε = {eps:g}: refused ({exc})"
-                    print(f"{key:12s} {family:6s} eps {str(eps):5s} refused: {exc}", flush=True)
-                    refusals.append(line)
-                    done[tag] = {"refused": line}
-                    partial.write_text(json.dumps(done, indent=1), encoding="utf-8")
-                    continue
-                runs.append(run)
-                done[tag] = asdict(run)
-                partial.write_text(json.dumps(done, indent=1), encoding="utf-8")
-                print(f"{key:12s} {family:6s} eps {str(eps):5s} spent {run.epsilon} "
-                      f"quality {run.quality:.4f} mia {run.metrics['privacy.mia_distance_auc']} "
-                      f"fit {run.fit_s:.1f}s", flush=True)
+    # Budget-major order: every table and family at the first budget before any at the next, so
+    # an interrupted grid has the most telling comparisons first (--write-partial reports them).
+    grid = [(key, family, eps) for eps in epsilons for key in args.tables for family in args.families]
+    if args.write_partial:
+        grid = [(k, f, e) for k, f, e in grid
+                if f"{k}/{f}/{e}/{args.epochs}/{args.batch_size}/{args.seed}" in done]
+    for key, family, eps in grid:
+        tag = f"{key}/{family}/{eps}/{args.epochs}/{args.batch_size}/{args.seed}"
+        if tag in done:
+            if "refused" in done[tag]:
+                refusals.append(done[tag]["refused"])
+            else:
+                runs.append(Run(**done[tag]))
+            continue
+        try:
+            run = run_one(key, family, eps, args)
+        except DataError as exc:  # e.g. no category frequent enough at this epsilon
+            line = f"{key}, {family}, ε = {eps:g}: refused ({exc})"
+            print(f"{key:12s} {family:6s} eps {str(eps):5s} refused: {exc}", flush=True)
+            refusals.append(line)
+            done[tag] = {"refused": line}
+            partial.write_text(json.dumps(done, indent=1), encoding="utf-8")
+            continue
+        runs.append(run)
+        done[tag] = asdict(run)
+        partial.write_text(json.dumps(done, indent=1), encoding="utf-8")
+        print(f"{key:12s} {family:6s} eps {str(eps):5s} spent {run.epsilon} "
+              f"quality {run.quality:.4f} mia {run.metrics['privacy.mia_distance_auc']} "
+              f"fit {run.fit_s:.1f}s", flush=True)
     command = (f"--tables {' '.join(args.tables)} --families {' '.join(args.families)} "
                f"--epsilons {' '.join(args.epsilons)} --epochs {args.epochs} "
                f"--batch-size {args.batch_size}")
+    if args.write_partial:
+        command += " (interrupted: the fits it finished)"
+    runs.sort(key=lambda r: (args.tables.index(r.table), args.families.index(r.family),
+                             r.target_epsilon is None, r.target_epsilon or 0.0))
     write_section(runs, args.section, command, refusals)
-    partial.unlink(missing_ok=True)
+    if not args.write_partial:
+        partial.unlink(missing_ok=True)
     rebuild_results()
 
 
