@@ -17,6 +17,11 @@ staging directory to ``out``. A refusal (or any error) removes the staging direc
 left at ``out``. The row count and the fingerprint are exact; every metric is measured on the
 sample (the report's notes say so).
 
+``conditions=`` and ``rebalance=`` hold exactly across partitions (:func:`rebalance_counts`); a
+database ``out`` gets the staged partitions in one transaction once they pass and match their
+judged fingerprints; generated personal data is re-faked where it equals a real value
+(:class:`PartitionScrub`, keyed digests only).
+
 Ray is an optional dependency (``pip install "synthkit[ray]"``); ``engine="local"`` runs the same
 partition tasks one after another in this process and writes identical files. On a cluster
 (``address="auto"`` or ``"ray://head:10001"``) the model directory and ``out`` must be on storage
@@ -31,6 +36,8 @@ import os
 import resource
 import secrets
 import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -95,12 +102,11 @@ def combine_fingerprints(parts: list[tuple[str, int]]) -> str:
 
     ``sha256`` over a version tag, one ``"<fingerprint> <rows>"`` line per partition and the
     total row count: any changed, missing, extra or reordered partition changes it.
+    (Implemented in :mod:`synthkit.evaluate.streaming`, which verifies such outputs.)
     """
-    h = hashlib.sha256(b"synthkit.partitions.v1\n")
-    for fp, rows in parts:
-        h.update(f"{fp} {int(rows)}\n".encode())
-    h.update(f"rows={sum(int(r) for _, r in parts)}".encode())
-    return "sha256:" + h.hexdigest()
+    from synthkit.evaluate.streaming import combine_fingerprints as combine
+
+    return combine(parts)
 
 
 def fingerprint_partitions(directory: str | Path, *, label_column: str | None = None) -> str:
@@ -109,23 +115,9 @@ def fingerprint_partitions(directory: str | Path, *, label_column: str | None = 
     Reads each ``part-*.parquet`` in name order, batch by batch; ``label_column`` (a policy's
     constant labelling column, added after hashing) is left out.
     """
-    import pyarrow.parquet as pq
+    from synthkit.evaluate.streaming import fingerprint_partitions as recompute
 
-    from synthkit.frames import FingerprintHasher
-
-    parts = []
-    for path in sorted(Path(directory).glob("part-*.parquet")):
-        hasher = FingerprintHasher()
-        pf = pq.ParquetFile(path)
-        batches = list(pf.iter_batches(batch_size=65_536)) or [pf.schema_arrow.empty_table()]
-        for batch in batches:
-            df = pl.from_arrow(batch)
-            assert isinstance(df, pl.DataFrame)
-            if label_column is not None and label_column in df.columns:
-                df = df.drop(label_column)
-            hasher.update(df)
-        parts.append((hasher.hexdigest(), hasher.rows))
-    return combine_fingerprints(parts)
+    return recompute(directory, label_column=label_column)
 
 
 # --- the partition task (runs in a Ray worker, or in-process for engine="local") ---------------
@@ -149,22 +141,60 @@ def _cached_model(path: str, key: Any) -> Any:
 
 
 def _partition_batches(gen: Any, spec: PartitionSpec, batch_size: int | None,
-                       conditions: Mapping[str, Any] | None) -> Any:
+                       conditions: Mapping[str, Any] | None,
+                       rebalance: tuple[str, list[Any], list[int]] | None = None) -> Any:
     """``gen.sample_batches`` for one partition, ids numbered from the partition's offset.
 
     Filled id columns count from ``offset`` within one sample call; shifting that offset by the
-    partition's first row keeps ids unique across the whole output.
+    partition's first row keeps ids unique across the whole output. ``rebalance``: the column,
+    its values and this partition's exact count of each; the partition's rows are drawn value by
+    value (as ``Generator.sample(rebalance=...)`` does) and shuffled, so memory is one partition.
     """
     if spec.rows == 0:
         yield gen._empty_frame()
         return
     original = gen._fill
-    gen._fill = lambda m, rng, id_offset: original(m, rng, id_offset + spec.offset)
+    shift = [spec.offset]
+    gen._fill = lambda m, rng, id_offset: original(m, rng, id_offset + shift[0])
     try:
-        yield from gen.sample_batches(spec.rows, batch_size=batch_size, conditions=conditions,
-                                      seed=spec.seed)
+        if rebalance is None:
+            yield from gen.sample_batches(spec.rows, batch_size=batch_size, conditions=conditions,
+                                          seed=spec.seed)
+            return
+        column, values, counts = rebalance
+        root = np.random.SeedSequence(spec.seed)
+        parts = []
+        for value, k, child in zip(values, counts, root.spawn(len(values)), strict=True):
+            if k > 0:
+                parts.append(gen.sample(int(k), conditions={**(conditions or {}), column: value},
+                                        seed=int(child.generate_state(1)[0])))
+                shift[0] += int(k)
+        whole = pl.concat(parts, how="vertical")
+        whole = whole[np.random.default_rng(root.spawn(1)[0]).permutation(whole.height)]
+        step = int(batch_size) if batch_size else max(whole.height, 1)
+        for start in range(0, whole.height, step):
+            yield whole.slice(start, step)
     finally:
         del gen._fill  # back to the class's method
+
+
+def rebalance_counts(n: int, specs: list[PartitionSpec], shares: Mapping[Any, float],
+                     seed: int) -> tuple[np.ndarray, list[list[int]]]:
+    """Exact rows per rebalanced value overall, and each partition's share of them.
+
+    The totals are ``Generator.sample``'s (largest remainder); each value's rows are spread over
+    the partitions by cutting one seeded shuffle of the ``n`` labels at the partition offsets, so
+    every partition holds exactly its planned rows and every value exactly its total.
+    """
+    from synthkit.generators.base import _largest_remainder
+
+    weights = np.array([float(shares[v]) for v in shares])
+    totals = _largest_remainder(int(n), weights / weights.sum())
+    labels = np.random.default_rng([int(seed), 0x5EBA1]).permutation(
+        np.repeat(np.arange(len(weights)), totals))
+    per_part = [np.bincount(labels[s.offset:s.offset + s.rows], minlength=len(weights)).tolist()
+                for s in specs]
+    return totals, per_part
 
 
 def write_partition(
@@ -175,10 +205,12 @@ def write_partition(
     picks: np.ndarray,
     batch_size: int | None = None,
     conditions: Mapping[str, Any] | None = None,
+    rebalance: tuple[str, list[Any], list[int]] | None = None,
     label_column: str | None = None,
     parquet_metadata: Mapping[str, str] | None = None,
     key: Any = None,
     fail_once: str | None = None,
+    scrub: Any = None,
 ) -> dict[str, Any]:
     """Sample one partition into ``directory/part-NNNNN.parquet`` atomically; return its facts.
 
@@ -197,10 +229,14 @@ def write_partition(
     tmp = final.parent / f".{final.name}.{secrets.token_hex(8)}.tmp"
     hasher, kept, done = FingerprintHasher(), [], 0
     die = _should_die(fail_once, spec.index)
+    if scrub is not None:
+        scrub.counts.clear()  # this partition's replacements only
     try:
         with open(tmp, "xb") as f:
             writer = None
-            for batch in _partition_batches(gen, spec, batch_size, conditions):
+            for batch in _partition_batches(gen, spec, batch_size, conditions, rebalance):
+                if scrub is not None:
+                    batch = scrub.apply(batch, spec.seed, done)
                 hasher.update(batch)
                 lo, hi = np.searchsorted(picks, [done, done + batch.height])
                 if hi > lo:
@@ -228,6 +264,7 @@ def write_partition(
         raise
     sample = pl.concat(kept, how="vertical") if kept else gen._empty_frame()
     return {
+        "scrubbed": dict(scrub.counts) if scrub is not None else {},
         "index": spec.index,
         "path": str(final),
         "rows": hasher.rows,
@@ -237,7 +274,16 @@ def write_partition(
         "seconds": round(time.perf_counter() - started, 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "pid": os.getpid(),
+        "node": _node_id(),
     }
+
+
+def _node_id() -> str | None:
+    """The Ray node this task ran on (None outside Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def _should_die(fail_once: str | None, index: int) -> bool:
@@ -248,6 +294,87 @@ def _should_die(fail_once: str | None, index: int) -> bool:
         return False
     Path(marker).write_text("killed once\n")
     return True
+
+
+# --- personal data: the local scrub, without shipping real values ------------------------------
+class _KeyedSet:
+    """Membership in a set of real values, held as keyed digests (the values never leave)."""
+
+    def __init__(self, key: bytes, digests: frozenset[bytes]) -> None:
+        self.key, self.digests = key, digests
+
+    def digest(self, value: str) -> bytes:
+        return hashlib.blake2b(str(value).encode("utf-8"), key=self.key, digest_size=16).digest()
+
+    def __contains__(self, value: object) -> bool:
+        return self.digest(str(value)) in self.digests
+
+    def __ror__(self, other: set[str]) -> _Union:  # ``set(values) | avoid`` in the fakers
+        return _Union(other, self)
+
+
+class _Union:
+    def __init__(self, plain: set[str], keyed: _KeyedSet) -> None:
+        self.plain, self.keyed = plain, keyed
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.plain or value in self.keyed
+
+
+@dataclass
+class PartitionScrub:
+    """:meth:`PreparedPII.scrub` for partition tasks: generated pii values equal to a real one
+    are re-faked, as on the local engine, but the tasks get keyed digests of the real values
+    (a random key for this run, never written), not the values themselves."""
+
+    columns: dict[str, Any]  # name -> the Column (its pii kind and options)
+    real: _KeyedSet
+    locale: str
+
+    @classmethod
+    def from_prepared(cls, prepared: Any, names: list[str]) -> PartitionScrub | None:
+        """The scrub for ``prepared``'s generated pii columns among ``names`` (None if none)."""
+        from synthkit.schema import ColumnKind
+
+        columns = {a.column: prepared.schema[a.column] for a in prepared.actions
+                   if not a.learned and a.handling != "drop" and a.column in names
+                   and a.kind == ColumnKind.PII.value}
+        if not columns:
+            return None
+        key = secrets.token_bytes(32)
+        keyed = _KeyedSet(key, frozenset())
+        keyed.digests = frozenset(keyed.digest(v) for v in prepared._real)
+        return cls(columns, keyed, prepared._locale)
+
+    def apply(self, batch: pl.DataFrame, seed: int, offset: int) -> pl.DataFrame:
+        """``batch`` with every real value in a generated pii column replaced by a fresh fake."""
+        from synthkit.prepare.pii_handling import fake_values
+        from synthkit.schema import PIIKind
+
+        rng = np.random.default_rng([int(seed), int(offset), 0x5C2B])
+        replaced = {}
+        for name, col in self.columns.items():
+            if name not in batch.columns:
+                continue
+            series = batch.get_column(name)
+            text = series.cast(pl.String)
+            distinct = text.drop_nulls().unique()
+            hits = [v for v in distinct.to_list() if v in self.real]
+            if not hits:
+                continue
+            hit = text.is_in(pl.Series(hits, dtype=pl.String).implode()).fill_null(False)
+            again = fake_values(series.filter(hit), col.pii or PIIKind.OTHER, locale=self.locale,
+                                rng=rng, column=col, avoid=self.real)  # type: ignore[arg-type]
+            replaced[name] = series.scatter(hit.arg_true(), again)
+            self.counts[name] = self.counts.get(name, 0) + int(hit.sum())
+        return batch.with_columns(**replaced) if replaced else batch
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Values replaced so far in this process, by column."""
+        if "_counts" not in self.__dict__:
+            self.__dict__["_counts"] = {}
+        return self.__dict__["_counts"]
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -265,6 +392,8 @@ class DistributedSample:
     report: Any
     audit_record: Any | None = None
     engine: str = "ray"
+    #: Where the rows went: ``out`` for a directory, a WrittenTable for a database sink.
+    written: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     #: The uniform random sample of rows the report was measured on.
     evaluated: pl.DataFrame | None = None
@@ -285,6 +414,8 @@ def sample(
     *,
     out: str | Path,
     real: Any,
+    sink_options: Mapping[str, Any] | None = None,
+    staging_dir: str | Path | None = None,
     holdout: Any = None,
     engine: str = "ray",
     partitions: int = 4,
@@ -295,6 +426,8 @@ def sample(
     purpose: str | None = None,
     approvals: list[Any] | None = None,
     conditions: Mapping[str, Any] | None = None,
+    rebalance: Mapping[str, Mapping[Any, float]] | None = None,
+    scrub: Any = None,
     eval_rows: int = 50_000,
     audit_log: str | Path | None = None,
     private_key: Any = None,
@@ -317,6 +450,13 @@ def sample(
     ``"auto"`` or ``"ray://host:10001"`` joins a cluster); ``engine="local"`` runs them here, one
     after another, with identical output. The same ``seed`` and ``partitions`` give identical
     files. Returns a :class:`DistributedSample`; a refused Decision leaves nothing at ``out``.
+    ``out`` may also be a database URI (``sink_options``: its ``table``, ``mode``, ...): the
+    partitions are staged as Parquet in ``staging_dir`` (default: a temporary directory; on a
+    cluster, storage every node sees), then, once the Decision passes, streamed into the table
+    in one transaction after every partition is checked against the fingerprint the gate judged.
+    ``rebalance`` (one column's value shares, as in ``Generator.sample``) gives exact totals per
+    value, split exactly over the partitions (:func:`rebalance_counts`). ``scrub``: a
+    :class:`PartitionScrub` that re-fakes generated personal data equal to a real value.
     ``evaluate_options`` go to :func:`synthkit.evaluate.evaluate`, ``audit_extra`` into the
     audit record.
     """
@@ -343,8 +483,19 @@ def sample(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     pol = load_policy(policy)
     declared = require_purpose(pol, purpose)
-    out = Path(out).expanduser().absolute()
-    _check_destination(out, overwrite)
+    from synthkit.connectors import is_database_uri
+
+    database = str(out) if is_database_uri(str(out)) else None
+    if database is not None:
+        if not sink_options or not sink_options.get("table"):
+            raise ConfigError("A database destination needs sink_options={'table': ...}.")
+        base = Path(staging_dir) if staging_dir is not None else Path(tempfile.gettempdir())
+        out = (base / f"synthkit-ray-{secrets.token_hex(6)}").expanduser().absolute()
+    else:
+        if sink_options:
+            raise ConfigError("sink_options apply to database destinations only.")
+        out = Path(out).expanduser().absolute()
+        _check_destination(out, overwrite)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     real = to_polars(real)
@@ -367,14 +518,21 @@ def sample(
         if conditions:
             gen._check_conditions(conditions)  # fail here, not in every task
         specs = plan_partitions(n, int(partitions), seed)
+        shares = _check_rebalance(gen, rebalance, conditions)
+        split: list[Any] = [None] * len(specs)
+        if shares is not None:
+            (column, values), = shares.items()
+            _, per_part = rebalance_counts(n, specs, values, seed)
+            split = [(column, list(values), counts) for counts in per_part]
         picks = np.sort(np.random.default_rng(seed).choice(n, size=min(n, eval_rows), replace=False))
-        label_column, metadata = _labels(pol, declared, gen.registry_name)
+        # a database sink labels rows itself, from the Decision
+        label_column, metadata = (None, None) if database else _labels(pol, declared, gen.registry_name)
         task_args = [
             dict(model_path=model_path, spec=s, directory=str(staging),
                  picks=picks[(picks >= s.offset) & (picks < s.offset + s.rows)] - s.offset,
                  batch_size=batch_size, conditions=dict(conditions) if conditions else None,
-                 label_column=label_column, parquet_metadata=metadata, key=key,
-                 fail_once=os.environ.get(FAIL_ONCE_ENV))
+                 rebalance=split[s.index], label_column=label_column, parquet_metadata=metadata,
+                 key=key, fail_once=os.environ.get(FAIL_ONCE_ENV), scrub=scrub)
             for s in specs
         ]
 
@@ -406,6 +564,14 @@ def sample(
 
         stage("gate")
         decision = gate(pol, report, purpose, approvals=approvals)
+        audit_extra = dict(audit_extra or {})
+        if scrub is not None:  # what the tasks re-faked, as the local engine's record says
+            totals: dict[str, int] = {}
+            for r in results:
+                for column, count in r.get("scrubbed", {}).items():
+                    totals[column] = totals.get(column, 0) + count
+            if isinstance(audit_extra.get("pii"), dict):
+                audit_extra["pii"] = {**audit_extra["pii"], "scrubbed": totals}
         record = None
         if audit_log is not None:
             record = AuditLog(audit_log).append(
@@ -417,7 +583,13 @@ def sample(
 
         stage("commit")
         paths: list[Path] = []
-        if decision.passed:
+        written: Any = None
+        if decision.passed and database is not None:
+            written = _write_database(results, database, decision=decision, overwrite=overwrite,
+                                      sink_options=sink_options or {})
+            shutil.rmtree(staging, ignore_errors=True)
+            _remove_created(created)
+        elif decision.passed:
             _write_manifest(staging, results, fp=fp, n=n, seed=seed, engine=engine,
                             decision=decision, generator=gen.registry_name,
                             label_column=label_column)
@@ -425,6 +597,7 @@ def sample(
             paths = [out / Path(r["path"]).name for r in results]
             for r in results:
                 r["path"] = str(out / Path(r["path"]).name)
+            written = out
         else:
             shutil.rmtree(staging, ignore_errors=True)
             _remove_created(created)
@@ -435,10 +608,69 @@ def sample(
     stage("done")
     timings = {a: round(tb - ta, 3) for (a, ta), (_, tb) in zip(marks, marks[1:], strict=False)}
     return DistributedSample(
-        out=out if decision.passed else None, paths=paths, fingerprint=fp, n=n, seed=seed,
-        partitions=len(results), decision=decision, report=report, audit_record=record,
-        engine=engine, timings=timings, partition_stats=results, evaluated=eval_sample,
+        out=out if decision.passed and database is None else None, paths=paths, fingerprint=fp,
+        n=n, seed=seed, partitions=len(results), decision=decision, report=report,
+        audit_record=record, engine=engine, timings=timings, partition_stats=results,
+        evaluated=eval_sample, written=written,
     )
+
+
+def _partition_frames(path: str) -> Any:
+    """A staged partition's rows, batch by batch (one empty frame for an empty partition)."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    batches = list(pf.iter_batches(batch_size=65_536)) or [pf.schema_arrow.empty_table()]
+    for batch in batches:
+        df = pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        yield df
+
+
+def _write_database(results: list[dict[str, Any]], uri: str, *, decision: Any, overwrite: bool,
+                    sink_options: Mapping[str, Any]) -> Any:
+    """Stream the staged partitions into a database table in one transaction.
+
+    A first pass checks every partition against the fingerprint its task reported (the ones the
+    gate's fingerprint combines) and computes the fingerprint of all rows in order, which the
+    database sink checks again before it commits.
+    """
+    from synthkit.connectors import write_batches
+    from synthkit.frames import FingerprintHasher
+
+    whole = FingerprintHasher()
+    for r in results:
+        part = FingerprintHasher()
+        for df in _partition_frames(r["path"]):
+            part.update(df)
+            whole.update(df)
+        if part.hexdigest() != r["fingerprint"]:
+            raise WriteError(f"Partition {r['index']} changed after it was judged; nothing was written.")
+    checked = decision.model_copy(update={"data_fingerprint": whole.hexdigest()})
+    frames = (df for r in results for df in _partition_frames(r["path"]))
+    return write_batches(frames, uri, decision=checked, overwrite=overwrite, **dict(sink_options))
+
+
+def _check_rebalance(gen: Any, rebalance: Mapping[str, Mapping[Any, float]] | None,
+                     conditions: Mapping[str, Any] | None) -> dict[str, dict[Any, float]] | None:
+    """The rebalance request checked as ``Generator.sample`` checks it (one column, valid shares)."""
+    if not rebalance:
+        return None
+    if len(rebalance) != 1:
+        raise ConfigError(f"rebalance takes one column, got {sorted(rebalance)}.",
+                          hint="Rebalance one column; fix others with conditions=.")
+    (column, shares), = rebalance.items()
+    if conditions and column in conditions:
+        raise ConfigError(f"'{column}' is both fixed by conditions and rebalanced.")
+    weights = np.array([float(v) for v in shares.values()])
+    if weights.size == 0 or (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise ConfigError(
+            f"rebalance shares for '{column}' must be non-negative numbers with a positive sum.",
+            hint='e.g. rebalance={"churn": {"yes": 0.5, "no": 0.5}}',
+        )
+    for value in shares:
+        gen._check_conditions({**(conditions or {}), column: value})
+    return {column: dict(shares)}
 
 
 def _check_destination(out: Path, overwrite: bool) -> None:
@@ -477,7 +709,8 @@ def _run_on_ray(task_args: list[dict[str, Any]], *, address: str | None, max_ret
         started = True
     try:
         task = ray.remote(write_partition).options(
-            max_retries=int(max_retries), retry_exceptions=[OSError], num_cpus=num_cpus)
+            max_retries=int(max_retries), retry_exceptions=[OSError], num_cpus=num_cpus,
+            scheduling_strategy="SPREAD")  # partitions over every node, not packed onto one
         refs = [task.remote(**args) for args in task_args]
         try:
             return list(ray.get(refs))
@@ -597,28 +830,35 @@ def pipeline_sample(pipeline: Any, *, generator: Any, n: int, train: pl.DataFram
     from synthkit.pipeline import PipelineResult
 
     cfg = pipeline.config
-    if cfg.rebalance:
-        raise ConfigError("engine: ray cannot rebalance (that shuffles across all rows in memory).",
-                          hint="Drop rebalance, or use engine: local.")
-    if not cfg.sink or "://" in cfg.sink:
-        raise ConfigError("engine: ray writes Parquet partitions into a directory: set sink to a "
-                          "directory path, e.g. sink: out/synthetic/.")
-    scrubbed = [a.column for a in prepared.actions
-                if not a.learned and a.handling != "drop" and a.column in generator.schema_.names]
-    if scrubbed:
+    from synthkit.connectors import is_database_uri
+
+    if not cfg.sink or ("://" in cfg.sink and not is_database_uri(cfg.sink)):
+        raise ConfigError("engine: ray writes Parquet partitions into a directory or rows into a "
+                          "database table: set sink to a directory path (sink: out/synthetic/) or "
+                          "a database (sink: {uri: ..., table: ...}).")
+    database = is_database_uri(cfg.sink)
+    texts = [a.column for a in prepared.actions
+             if not a.learned and a.handling != "drop" and a.column in generator.schema_.names
+             and a.kind != "pii"]
+    if texts:
         raise ConfigError(
-            f"engine: ray does not yet re-check generated personal data against the real values "
-            f"(columns {scrubbed}); that check would ship real identifiers to every worker.",
-            hint="Use engine: local for tables with generated pii or text columns, or drop them.",
+            f"engine: ray cannot re-check generated free text for real identifiers (columns "
+            f"{texts}): finding them inside text needs the real values themselves, which would be "
+            "shipped to every worker.",
+            hint="Use engine: local for tables with generated text columns, or drop them.",
         )
+    scrub = PartitionScrub.from_prepared(prepared, generator.schema_.names)
     key = None
     if model_path is not None and (cfg.encrypt_model or cfg.model_key_file):
         key = cfg.path(cfg.model_key_file) if cfg.model_key_file else None
     res = sample(
-        model_path if model_path is not None else generator, n, out=cfg.path(cfg.sink),
+        model_path if model_path is not None else generator, n,
+        out=cfg.location(cfg.sink) if database else cfg.path(cfg.sink),
+        sink_options=pipeline._sink_options(schema, generator) if database else None,
         real=train, holdout=holdout, engine="ray", partitions=cfg.partitions, seed=cfg.seed,
         address=cfg.address, policy=policy, purpose=cfg.purpose,
         approvals=[cfg.path(a) for a in cfg.approvals], conditions=cfg.conditions or None,
+        rebalance=cfg.rebalance or None, scrub=scrub,
         audit_log=cfg.path(cfg.audit.log) if cfg.audit is not None else None,
         private_key=private_key, model_manifest_hash=manifest_hash, overwrite=cfg.overwrite,
         key=key, on_stage=on_stage,
@@ -627,6 +867,9 @@ def pipeline_sample(pipeline: Any, *, generator: Any, n: int, train: pl.DataFram
         audit_extra={"source_rows": source_rows, **pipeline._lineage(), "pii": prepared.to_dict(),
                      **({"cleaning": cleaning.to_dict()} if cleaning is not None else {})},
     )
+    for stats in res.partition_stats:
+        for column, count in stats.get("scrubbed", {}).items():
+            prepared.scrubbed[column] = prepared.scrubbed.get(column, 0) + count
     report = res.report
     if cleaning is not None:
         report.preparation = cleaning.to_dict()
@@ -637,7 +880,7 @@ def pipeline_sample(pipeline: Any, *, generator: Any, n: int, train: pl.DataFram
         report.to_json(report_path.with_suffix(".json"))
     result = PipelineResult(
         schema=schema, generator=generator, synthetic=res.evaluated, report=report,
-        decision=res.decision, audit_record=res.audit_record, written=res.out,
+        decision=res.decision, audit_record=res.audit_record, written=res.written,
         report_path=report_path, model_path=model_path,
         timings={**timings, **{f"ray_{k}": v for k, v in res.timings.items()}}, pii=prepared,
     )

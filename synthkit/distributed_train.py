@@ -1,35 +1,50 @@
 """Data-parallel training on Ray Train: DDP over ``workers`` processes, the same model directory.
 
-``fit_distributed("tabular/tvae", data, workers=2, epochs=50)`` returns a fitted
-:class:`~synthkit.generators.tabular.tvae.TVAEGenerator`; ``gen.save(dir)`` writes exactly the
-format a single-machine fit writes, and ``sk.load`` reads it back. Implemented end to end for
-``tabular/tvae`` (the other torch families would follow the same pattern).
+``fit_distributed("tabular/ctgan", data, workers=2, epochs=50)`` returns a fitted generator;
+``gen.save(dir)`` writes exactly the format a single-machine fit writes, and ``sk.load`` reads it
+back. Every torch tabular family trains this way: ``tabular/ctgan``, ``tabular/tvae``,
+``tabular/ddpm`` and ``tabular/argn``.
 
 How a run goes:
 
 1. The driver runs the ordinary ``Generator.fit`` (schema, fillers, data fingerprint, the
-   conditionable values), with the family's training step swapped for step 2.
-2. It fits the table encoding once and splits the encoded rows into ``workers`` shards of equal
-   size (the last rows of a shorter shard are repeated, as ``DistributedSampler`` pads), so
-   every rank runs the same number of steps per epoch.
-3. Ray Train's ``TorchTrainer`` starts ``workers`` processes with a torch process group (gloo on
-   CPU, nccl on GPU). Each builds the same networks, wraps them in
-   ``DistributedDataParallel`` (which broadcasts rank 0's weights and all-reduces gradients every
-   step) and runs the shared :class:`~synthkit.nn.Trainer` over its own shard, with
-   ``batch_size / workers`` rows per step (the global batch stays ``batch_size``).
-4. Rank 0 checks that every rank ended with identical weights and saves the trained decoder
-   (safetensors) and the training history as the Ray Train checkpoint; the driver loads it
-   into the generator.
+   conditionable values), with the family's ``_fit`` swapped for steps 2-4.
+2. Ray Train's ``TorchTrainer`` starts ``workers`` processes with a torch process group (gloo on
+   CPU, nccl on GPU). Each runs the family's own ``_fit`` unchanged on the whole learned table
+   (so every rank fits the same encoding; the ranks compare a digest of it) with one difference:
+   the family's Trainer is a :class:`_DDPTrainer`.
+3. The :class:`_DDPTrainer` holds out the validation rows the same way on every rank, splits the
+   training rows into ``workers`` shards of equal size (short shards repeat rows, as
+   ``DistributedSampler`` pads, so every rank runs the same number of steps), wraps each
+   trainable network of the family's :class:`~synthkit.nn.TrainingTask` in
+   ``DistributedDataParallel`` (rank 0's weights are broadcast, gradients all-reduced every
+   step) and runs the shared Trainer with ``batch_size / workers`` rows per step, so the global
+   batch stays ``batch_size``. A task that calls a network method other than ``forward``
+   (``tabular/argn``'s ``net.nll``) is routed through DDP's forward all the same; a network whose
+   parameters are all frozen at call time (a GAN critic during the generator step) runs as its
+   plain module, since it has no gradient to reduce. Every rank validates the same held-out
+   rows with the same weights, so early stopping stops all ranks at the same epoch.
+4. Rank 0 checks that every rank ended with identical weights and saves the fitted generator
+   with ``Generator.save`` as the Ray Train checkpoint; the driver loads that directory and takes
+   its learned state.
 
-Not supported here (ConfigError): ``dp=`` (per-sample clipping across ranks is not accounted),
-``validation_fraction`` / early stopping (ranks would stop at different epochs) and ``resume``.
+Notes: ``tabular/ctgan`` draws its real rows by training-by-sampling from the whole table, so each
+rank draws from all rows (with its own seed) rather than from its shard. An unseeded config gets
+a drawn seed (all ranks must initialise alike); it is recorded in ``fit_report_["distributed"]``.
+
+Not supported (ConfigError, with the reason): ``dp=`` (DP-SGD's accountant covers one process's
+Poisson sampling; noise and clipping across ranks are not accounted) and ``resume``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
-import json
+import inspect
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +53,8 @@ import numpy as np
 from synthkit.errors import ConfigError
 
 #: Families that fit_distributed trains end to end.
-SUPPORTED = ("tabular/tvae",)
-_WEIGHTS = "weights.safetensors"
-_RESULT = "train_result.json"
+SUPPORTED = ("tabular/ctgan", "tabular/tvae", "tabular/ddpm", "tabular/argn")
+_METHOD_KW = "_synthkit_ddp_method"
 
 
 def fit_distributed(
@@ -52,11 +66,12 @@ def fit_distributed(
     use_gpu: bool = False,
     address: str | None = None,
     storage_path: str | Path | None = None,
+    find_unused_parameters: bool = False,
     **config: Any,
 ) -> Any:
     """Fit a torch generator with DDP on ``workers`` Ray Train workers; returns the fitted generator.
 
-    ``generator``: a registry name (``"tabular/tvae"``, built with ``**config``) or an unfitted
+    ``generator``: a registry name (``"tabular/ddpm"``, built with ``**config``) or an unfitted
     generator of a supported family. ``address``: None starts or reuses a local Ray; ``"auto"``
     or ``"ray://host:10001"`` joins a cluster (``storage_path`` must then be shared storage).
     """
@@ -72,14 +87,14 @@ def fit_distributed(
     if gen.registry_name not in SUPPORTED:
         raise ConfigError(
             f"Distributed training is implemented for {', '.join(SUPPORTED)}, not {gen.registry_name}.",
-            hint="Train other families on one machine (gen.fit), or use tabular/tvae.",
+            hint="Train other families on one machine (gen.fit).",
         )
-    cfg = gen.config
-    if cfg.dp is not None or cfg.validation_fraction > 0 or cfg.early_stopping_patience is not None:
+    if getattr(gen.config, "dp", None) is not None:
         raise ConfigError(
-            "Distributed training supports neither dp=, validation_fraction nor "
-            "early_stopping_patience.",
-            hint="Leave them unset, or train on one machine.",
+            "Distributed training does not support dp=: DP-SGD's privacy accountant covers one "
+            "process's Poisson-sampled batches; per-sample clipping and noise spread over "
+            "several ranks would give a guarantee nobody has accounted for.",
+            hint="Train a private model on one machine (gen.fit), or drop dp.",
         )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a whole number of at least 1, got {workers!r}.")
@@ -92,7 +107,8 @@ def fit_distributed(
         if started:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         try:
-            _fit_tvae(gen, df, learned, workers=workers, use_gpu=use_gpu, storage_path=storage_path)
+            _run(gen, df, learned, workers=workers, use_gpu=use_gpu, storage_path=storage_path,
+                 find_unused=find_unused_parameters)
         finally:
             if started:
                 ray.shutdown()
@@ -105,32 +121,30 @@ def fit_distributed(
     return gen
 
 
-def _fit_tvae(gen: Any, df: Any, learned: Any, *, workers: int, use_gpu: bool,
-              storage_path: str | Path | None) -> None:
+def _run(gen: Any, df: Any, learned: Any, *, workers: int, use_gpu: bool,
+         storage_path: str | Path | None, find_unused: bool) -> None:
+    """Train ``gen``'s family on Ray Train and take rank 0's fitted state into ``gen``."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
-    from safetensors.numpy import load_file
 
-    from synthkit.errors import DataError
-    from synthkit.generators.neural import encode_table
-    from synthkit.generators.tabular.tvae import TVAEDecoderNet, _Layout
-    from synthkit.nn import load_module_state, resolve_device
+    from synthkit.artifacts import read_model_dir
 
     cfg = gen.config
-    if df.width == 0:
-        raise DataError("TVAE has no column to learn: the table holds only ids, personal data or text.")
-    encoder, matrix = encode_table(df, learned, cfg, gen.data_fingerprint_)
     seed = cfg.seed if cfg.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-    shards = _shards(matrix, workers, seed)
-    arrays, meta = encoder.state()
     loop_config = {
-        "shards": [ray.put(s) for s in shards],
-        "encoder_arrays": ray.put(arrays),
-        "encoder_meta": json.dumps(meta, default=str),
+        "name": gen.registry_name,
         "config": cfg.model_dump(mode="json"),
+        "schema": gen.schema_.to_dict(),
+        "learned": learned.to_dict(),
+        "fingerprint": gen.data_fingerprint_,
+        "n_rows": gen.n_rows_,
+        "fillers": gen.fillers_,
+        "conditions": gen.condition_values_,
+        "table": ray.put(df),
         "seed": seed,
         "use_gpu": use_gpu,
+        "find_unused": find_unused,
     }
     with tempfile.TemporaryDirectory(prefix="synthkit-ddp-") as tmp:
         trainer = TorchTrainer(
@@ -138,7 +152,8 @@ def _fit_tvae(gen: Any, df: Any, learned: Any, *, workers: int, use_gpu: bool,
             train_loop_config=loop_config,
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-            run_config=RunConfig(name="synthkit-tvae", storage_path=str(storage_path or tmp)),
+            run_config=RunConfig(name=f"synthkit-{gen.registry_name.replace('/', '-')}",
+                                 storage_path=str(storage_path or tmp)),
         )
         result = trainer.fit()
         if getattr(result, "error", None) is not None:
@@ -146,106 +161,190 @@ def _fit_tvae(gen: Any, df: Any, learned: Any, *, workers: int, use_gpu: bool,
         if result.checkpoint is None:
             raise RuntimeError("Distributed training ended without a checkpoint from rank 0.")
         with result.checkpoint.as_directory() as ckpt:
-            tensors = load_file(str(Path(ckpt) / _WEIGHTS))
-            train_result = json.loads((Path(ckpt) / _RESULT).read_text())
-    layout_device = resolve_device(cfg.device, fallback=True)
-    layout = _Layout.of(encoder.blocks, encoder.width, layout_device)
-    decoder = TVAEDecoderNet(cfg.embedding_dim, tuple(cfg.decompress_dims), encoder.width,
-                             layout.n_alpha)
-    load_module_state({"decoder": decoder}, tensors)
-    gen.encoder_ = encoder
-    gen.decoder_ = decoder.to(layout_device).eval()
-    gen.layout_ = layout
-    gen.device_ = layout_device
-    distributed = train_result.pop("distributed")
-    gen.fit_report_["training"] = train_result
-    gen.fit_report_.setdefault("warnings", []).extend(train_result.get("warnings", []))
-    gen.fit_report_["distributed"] = distributed
-    gen.fit_report_["tvae"] = {"data_width": encoder.width, "parameters": distributed["parameters"]}
+            fitted = type(gen)._from_artifact(read_model_dir(ckpt))
+    for name, value in vars(fitted).items():  # the learned state: exactly what sk.load gives
+        if name.endswith("_") and not name.startswith("_") and name not in (
+                "schema_", "fillers_", "data_fingerprint_", "n_rows_"):
+            setattr(gen, name, value)
 
 
-def _shards(matrix: np.ndarray, workers: int, seed: int) -> list[np.ndarray]:
-    """``workers`` shards of equal size from a seeded shuffle; short shards repeat rows."""
-    n = matrix.shape[0]
+# --- the worker ---------------------------------------------------------------------------------
+def _shard_rows(n: int, world: int, rank: int, seed: int) -> np.ndarray:
+    """Row indices of ``rank``'s shard: a seeded shuffle cut into ``world`` equal parts, padded."""
     order = np.random.default_rng(seed).permutation(n)
-    size = -(-n // workers)
-    padded = np.concatenate([order, order[: size * workers - n]]) if size * workers > n else order
-    return [np.ascontiguousarray(matrix[padded[i * size:(i + 1) * size]]) for i in range(workers)]
+    size = -(-n // world)
+    if size * world > n:
+        order = np.concatenate([order, order[np.arange(size * world - n) % n]])
+    return order[rank * size:(rank + 1) * size]
+
+
+def _digest(arrays: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    return h.hexdigest()
+
+
+def _make_replica_class() -> type:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    class _Call(torch.nn.Module):
+        """Holds the family's network; ``forward`` dispatches to the method the task called."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            method = kwargs.pop(_METHOD_KW, None)
+            return getattr(self.inner, method)(*args, **kwargs) if method else self.inner(*args, **kwargs)
+
+    class _Replica(DistributedDataParallel):
+        """DDP over a family's network that still looks like it to the task: its attributes
+        (``sigma``, ``cond_dim``) read through, its methods (``nll``) run through DDP's forward."""
+
+        def __init__(self, module: torch.nn.Module, **kwargs: Any) -> None:
+            super().__init__(_Call(module), **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                if name in ("module", "inner") or "_modules" not in self.__dict__:
+                    raise
+            attr = getattr(self.module.inner, name)
+            if inspect.ismethod(attr) and name != "forward":
+                return functools.partial(self.__call__, **{_METHOD_KW: name})
+            return attr
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            if torch.is_grad_enabled() and not any(p.requires_grad for p in self.module.parameters()):
+                return self.module(*args, **kwargs)  # frozen here: nothing to all-reduce
+            return super().forward(*args, **kwargs)
+
+    return _Replica
+
+
+def _ddp_trainer_class(world: int, rank: int, common_seed: int, find_unused: bool,
+                       report: dict[str, Any]) -> type:
+    import torch
+    import torch.distributed as dist
+
+    from synthkit.nn.trainer import Trainer
+
+    replica = _make_replica_class()
+
+    class _DDPTrainer(Trainer):
+        """The shared Trainer on this rank's shard, the task's networks DDP-wrapped."""
+
+        def fit(self, task: Any, data: Any, *, resume: bool = False, fingerprint: str = "") -> Any:
+            full = np.ascontiguousarray(np.asarray(data, dtype=np.float32))
+            digests: list[Any] = [None] * world
+            dist.all_gather_object(digests, _digest({"data": full}))
+            if len(set(digests)) != 1:
+                raise RuntimeError("The ranks encoded the table differently; cannot train in parallel.")
+            swapped: list[tuple[str, Any]] = []
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            try:
+                for module in task.modules().values():
+                    if not any(p.requires_grad for p in module.parameters()):
+                        continue  # a weight average: it follows the synchronised weights
+                    names = [k for k, v in vars(task).items() if v is module]
+                    if not names:
+                        raise ConfigError(f"{type(task).__name__} keeps a network where DDP cannot wrap it.")
+                    wrapped = replica(module, device_ids=ids, find_unused_parameters=find_unused)
+                    for k in names:
+                        swapped.append((k, module))
+                        setattr(task, k, wrapped)
+                result = super().fit(task, full, resume=False, fingerprint=fingerprint)
+            finally:
+                for k, module in swapped:
+                    setattr(task, k, module)
+            states = {f"{n}.{k}": v.detach().cpu().numpy() for n, m in task.modules().items()
+                      for k, v in m.state_dict().items()}
+            dist.all_gather_object(digests, _digest(states))
+            report.update(rows_per_rank=self.rows_per_rank, batch_size_per_rank=self.batch_size,
+                          global_batch_size=self.batch_size * world,
+                          ranks_in_sync=len(set(digests)) == 1,
+                          parameters=sum(p.numel() for m in task.modules().values()
+                                         for p in m.parameters() if p.requires_grad))
+            if not report["ranks_in_sync"]:
+                raise RuntimeError("The ranks ended with different weights; DDP lost synchronisation.")
+            return result
+
+        def _split(self, matrix: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+            train, valid = super()._split(matrix, common_seed)  # the same held-out rows everywhere
+            index = torch.as_tensor(_shard_rows(train.shape[0], world, rank, common_seed))
+            self.rows_per_rank = int(index.numel())
+            return train[index], valid
+
+    return _DDPTrainer
+
+
+@contextlib.contextmanager
+def _patched_trainer(module: Any, trainer_class: type, world: int, seed: int) -> Iterator[None]:
+    """Make the family module's ``make_trainer`` build a :class:`_DDPTrainer`."""
+    original = module.make_trainer
+
+    def make_trainer(config: Any, description: str, *, dp: Any = None) -> Any:
+        trainer = original(config, description, dp=dp)
+        trainer.__class__ = trainer_class
+        trainer.batch_size = max(1, trainer.batch_size // world)
+        trainer.seed = seed  # this rank's batch order and noise; weights start from the config seed
+        trainer.checkpoint_dir = None
+        return trainer
+
+    module.make_trainer = make_trainer
+    try:
+        yield
+    finally:
+        module.make_trainer = original
 
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: DDP-wrapped TVAE networks, the shared Trainer on this rank's shard."""
+    """One Ray Train worker: the family's own ``_fit`` with a DDP Trainer; rank 0 saves the model."""
     import os
 
     import ray
     import ray.train
     import torch
     import torch.distributed as dist
-    from safetensors.numpy import save_file
-    from torch.nn.parallel import DistributedDataParallel
 
-    from synthkit.generators.neural import make_trainer
-    from synthkit.generators.tabular.tvae import (
-        TVAEConfig,
-        TVAEDecoderNet,
-        TVAEEncoderNet,
-        TVAETrainingTask,
-        _Layout,
-    )
-    from synthkit.nn import module_state, seeded
-    from synthkit.prepare.neural import NeuralTableEncoder
-
-    class _DDP(DistributedDataParallel):
-        """DDP that lets the task read its network's attributes (``sigma``, ``embedding_dim``)."""
-
-        def __getattr__(self, name: str) -> Any:
-            try:
-                return super().__getattr__(name)
-            except AttributeError:
-                return getattr(self.module, name)
+    from synthkit.generators.registry import create
+    from synthkit.schema import Schema
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    shard = np.array(ray.get(loop_config["shards"][rank]))  # writable: torch shares it
-    encoder = NeuralTableEncoder.from_state(ray.get(loop_config["encoder_arrays"]),
-                                            json.loads(loop_config["encoder_meta"]))
     seed = int(loop_config["seed"])
     device = ray.train.torch.get_device() if loop_config["use_gpu"] else torch.device("cpu")
-    base = TVAEConfig(**loop_config["config"])
-    per_rank = max(1, base.batch_size // world)
-    cfg = base.model_copy(update={"batch_size": per_rank, "seed": seed + rank, "progress": False,
-                                  "checkpoint_dir": None, "device": str(device)})
-    trainer = make_trainer(cfg, f"tabular/tvae (ddp rank {rank})")
-    layout = _Layout.of(encoder.blocks, encoder.width, trainer.device)
-    with seeded(seed):  # the same start on every rank (DDP also broadcasts rank 0's weights)
-        enc_net = TVAEEncoderNet(encoder.width, base.compress_dims, base.embedding_dim)
-        dec_net = TVAEDecoderNet(base.embedding_dim, base.decompress_dims, encoder.width, layout.n_alpha)
-    enc_net, dec_net = enc_net.to(trainer.device), dec_net.to(trainer.device)
-    ids = [device.index] if device.type == "cuda" else None
-    task = TVAETrainingTask(
-        _DDP(enc_net, device_ids=ids), _DDP(dec_net, device_ids=ids), layout,
-        learning_rate=base.learning_rate, l2scale=base.l2scale, loss_factor=base.loss_factor,
-    )
-    result = trainer.fit(task, shard)
-    weights = module_state({"decoder": dec_net})
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(weights[k]).tobytes()
-                                     for k in sorted(weights))).hexdigest()
-    digests: list[Any] = [None] * world
-    dist.all_gather_object(digests, digest)
-    metrics = {"epochs_run": result.epochs_run, "loss": result.history[-1].get("loss", 0.0)}
+    config = {**loop_config["config"], "seed": seed, "device": str(device), "progress": False,
+              "checkpoint_dir": None}
+    gen = create(loop_config["name"], **config)
+    gen.schema_ = Schema.from_dict(loop_config["schema"])
+    gen.data_fingerprint_ = loop_config["fingerprint"]
+    gen.n_rows_ = loop_config["n_rows"]
+    gen.fillers_ = loop_config["fillers"]
+    gen.condition_values_ = loop_config["conditions"]
+    gen.fit_report_ = {"warnings": []}
+    table = ray.get(loop_config["table"])
+    learned = Schema.from_dict(loop_config["learned"])
+    rank_seed = int(np.random.SeedSequence(seed, spawn_key=(rank,)).generate_state(1)[0] >> 1)
+    report: dict[str, Any] = {}
+    trainer_class = _ddp_trainer_class(world, rank, seed, bool(loop_config["find_unused"]), report)
+    with _patched_trainer(sys.modules[type(gen).__module__], trainer_class, world, rank_seed):
+        gen._fit(table, learned, resume=False)
+    training = gen.fit_report_.get("training", {})
+    metrics = {"epochs_run": training.get("epochs_run", 0)}
     if rank != 0:
         ray.train.report(metrics)
         return
-    summary = result.to_dict()
-    summary["distributed"] = {
+    gen.fit_report_["distributed"] = {
         "engine": "ray.train.TorchTrainer (DistributedDataParallel)",
-        "backend": dist.get_backend(), "workers": world, "rows_per_rank": int(shard.shape[0]),
-        "batch_size_per_rank": per_rank, "global_batch_size": per_rank * world,
-        "ranks_in_sync": len(set(digests)) == 1,
-        "parameters": sum(p.numel() for p in (*enc_net.parameters(), *dec_net.parameters())),
-        "pid": os.getpid(),
+        "backend": dist.get_backend(), "workers": world, "seed": seed, "pid": os.getpid(),
+        **report,
     }
     with tempfile.TemporaryDirectory(prefix="synthkit-rank0-") as out:
-        save_file(weights, str(Path(out) / _WEIGHTS))
-        (Path(out) / _RESULT).write_text(json.dumps(summary, sort_keys=True, default=str))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(out))
+        path = gen.save(Path(out) / "model")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(path)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -220,9 +221,13 @@ def test_cli_sample_engine_ray_writes_partitions(ray_session, wage, tmp_path) ->
     assert ok.exit_code == 0, ok.output
     parts = sorted(out.glob("part-*.parquet"))
     assert len(parts) == 3 and sum(pl.read_parquet(p).height for p in parts) == 5003
-    bad = runner.invoke(main, [*args, "--purpose", "load testing", "--overwrite", "--rebalance",
-                               "race=1. White:0.5,2. Black:0.5"])
-    assert bad.exit_code == 2
+    balanced = runner.invoke(main, [*args, "--purpose", "load testing", "--overwrite", "--rebalance",
+                                    "jobclass=1. Industrial:0.5,2. Information:0.5"])
+    assert balanced.exit_code == 0, balanced.output
+    whole = pl.concat([pl.read_parquet(p) for p in sorted(out.glob("part-*.parquet"))])
+    assert whole.height == 5003
+    assert sorted(whole["jobclass"].value_counts().rows()) == [("1. Industrial", 2502),
+                                                               ("2. Information", 2501)]
 
 
 def test_pipeline_yaml_engine_ray(ray_session, wage, tmp_path) -> None:
@@ -240,3 +245,115 @@ def test_pipeline_yaml_engine_ray(ray_session, wage, tmp_path) -> None:
     assert [pl.read_parquet(p).height for p in parts] == [2_000, 2_000]
     assert result.decision.data_fingerprint == distributed.fingerprint_partitions(result.written)
     assert (tmp_path / "out/report.json").exists() and "ray_sample" in result.timings
+
+
+def test_conditions_and_rebalance_are_exact_across_partitions(ray_session, copula_dir, split,
+                                                              tmp_path) -> None:
+    from synthkit.generators.base import _largest_remainder
+
+    fixed = _sample(copula_dir, tmp_path / "fixed", split, n=1_003, conditions={"race": "1. White"})
+    rows = pl.concat([pl.read_parquet(p) for p in fixed.paths])
+    assert rows.height == 1_003 and (rows["race"] == "1. White").all()
+
+    shares = {"1. Industrial": 0.3, "2. Information": 0.7}
+    totals = dict(zip(shares, _largest_remainder(2_001, np.array([0.3, 0.7])), strict=True))
+    a = _sample(copula_dir, tmp_path / "a", split, n=2_001, rebalance={"jobclass": shares},
+                conditions={"health": "2. >=Very Good"}, batch_size=300)
+    parts = [pl.read_parquet(p) for p in a.paths]
+    assert [p.height for p in parts] == [501, 500, 500, 500]
+    whole = pl.concat(parts)
+    assert dict(whole["jobclass"].value_counts().rows()) == totals  # exact, not roughly
+    assert (whole["health"] == "2. >=Very Good").all()
+    specs = distributed.plan_partitions(2_001, 4, 11)
+    _, per_part = distributed.rebalance_counts(2_001, specs, shares, 11)
+    for part, counts in zip(parts, per_part, strict=True):
+        assert [int((part["jobclass"] == v).sum()) for v in shares] == counts
+    local = _sample(copula_dir, tmp_path / "local", split, n=2_001, rebalance={"jobclass": shares},
+                    conditions={"health": "2. >=Very Good"}, batch_size=300, engine="local")
+    assert _files(a.out) == _files(local.out)  # reproducible, whichever engine
+    with pytest.raises(ConfigError, match="one column"):
+        _sample(copula_dir, tmp_path / "bad", split, rebalance={"race": {"1. White": 1},
+                                                                 "jobclass": shares})
+    assert not (tmp_path / "bad").exists()
+
+
+def test_database_sink_gets_every_partition_in_one_transaction(ray_session, copula_dir, split,
+                                                               tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from synthkit.frames import fingerprint
+
+    uri = f"sqlite:///{tmp_path / 'synth.db'}"
+    res = _sample(copula_dir, uri, split, n=3_001, sink_options={"table": "wage_synth"},
+                  staging_dir=tmp_path / "staging")
+    assert res.passed and res.out is None and res.written is not None
+    engine = sa.create_engine(uri)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from wage_synth")).scalar() == 3_001
+    from synthkit.connectors import read
+
+    back = read(uri, table="wage_synth")
+    staged = _sample(copula_dir, tmp_path / "dir", split, n=3_001)
+    files = pl.concat([pl.read_parquet(p) for p in staged.paths])
+    assert back.height == files.height and back.columns == files.columns
+    assert fingerprint(back.cast(files.schema)) == fingerprint(files)  # the very rows, in order
+    assert not (tmp_path / "staging").exists()  # nothing staged is left behind
+    with pytest.raises(ConfigError, match="table"):
+        _sample(copula_dir, uri, split, n=10)
+    refused = _sample(copula_dir, f"sqlite:///{tmp_path / 'refused.db'}", split, n=500,
+                      sink_options={"table": "t"}, purpose="re-identification of patients")
+    assert not refused.passed and refused.written is None
+    with sa.create_engine(f"sqlite:///{tmp_path / 'refused.db'}").connect() as conn:
+        assert not sa.inspect(conn).has_table("t")
+
+
+def test_generated_pii_is_scrubbed_without_shipping_real_values(split) -> None:
+    import pickle
+
+    from synthkit.prepare.pii_handling import prepare_pii
+
+    train, _ = split
+    frame = train.head(300).with_columns(
+        (pl.lit("person") + pl.int_range(300).cast(pl.String) + pl.lit("@example.org")).alias("email"))
+    schema = sk.infer_schema(frame).with_overrides({"email": {"kind": "pii", "pii": "email",
+                                                              "pii_handling": "fake"}})
+    prepared = prepare_pii(frame, schema, key=b"k" * 32, seed=0)
+    scrub = distributed.PartitionScrub.from_prepared(prepared, prepared.schema.names)
+    assert scrub is not None and list(scrub.columns) == ["email"]
+    shipped = pickle.dumps(scrub)  # what a task receives: digests, no real address
+    assert b"person1@example.org" not in shipped and b"example.org" not in shipped
+    real = frame["email"].head(40)
+    batch = pl.DataFrame({"email": [*real.to_list(), *[f"new{i}@fake.test" for i in range(60)]],
+                          "age": list(range(100))})
+    out = scrub.apply(batch, seed=1, offset=0)
+    assert scrub.counts == {"email": 40}
+    assert not out["email"].is_in(frame["email"].implode()).any()
+    assert out["email"].tail(60).equals(batch["email"].tail(60))  # only the real ones change
+    assert out["age"].equals(batch["age"])
+    assert scrub.apply(batch, seed=1, offset=0).equals(out)  # seeded: a retried task agrees
+    local = prepared.scrub(batch, seed=1)
+    assert (local["email"] != batch["email"]).sum() == 40  # the local engine replaces the same rows
+
+
+def test_pipeline_engine_ray_handles_pii_and_rebalance(ray_session, wage, tmp_path) -> None:
+    from synthkit.pipeline import Pipeline
+
+    data = wage.head(1200).with_columns(
+        (pl.lit("user") + pl.int_range(1200).cast(pl.String) + pl.lit("@example.org")).alias("email"))
+    data.write_csv(tmp_path / "wage.csv")
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({
+        "source": "wage.csv", "generator": {"name": "tabular/copula"}, "n": 2_001,
+        "purpose": "software testing", "sink": "out/synthetic", "model": "out/model",
+        "engine": "ray", "partitions": 3, "seed": 4,
+        "rebalance": {"jobclass": {"1. Industrial": 0.25, "2. Information": 0.75}},
+        "pii": {"key_file": "pii.key", "columns": {"email": {"pii": "email", "handling": "fake"}}},
+    }))
+    (tmp_path / "pii.key").write_bytes(b"0123456789abcdef0123456789abcdef")
+    result = Pipeline.from_yaml(tmp_path / "pipeline.yaml").run()
+    assert result.passed, [f.message for f in result.decision.failed]
+    whole = pl.concat([pl.read_parquet(p) for p in sorted(result.written.glob("part-*.parquet"))])
+    assert whole.height == 2_001
+    assert dict(whole["jobclass"].value_counts().rows()) == {"1. Industrial": 500,
+                                                             "2. Information": 1_501}
+    assert whole["email"].null_count() == 0 and whole["email"].str.contains("@").all()
+    assert not whole["email"].is_in(data["email"].implode()).any()

@@ -66,6 +66,10 @@ def evaluate(
     use at most ``max_rows`` rows per table (a seeded sample); ``sdmetrics=False`` skips the
     SDMetrics cross-check score.
 
+    ``synthetic`` may also be a directory of Parquet partitions or a polars LazyFrame: it is then
+    evaluated by streaming (:mod:`synthkit.evaluate.streaming`): exact counts over every row, the
+    other metrics on a seeded sample of ``max_rows`` rows, as the report's notes state.
+
     ``synthetic_of=(fingerprint, n_rows)`` says that ``synthetic`` is a uniform random sample of
     a larger synthetic table (streamed, too large to hold): the report then speaks for, and a
     policy Decision binds to, that whole table.
@@ -92,6 +96,15 @@ def evaluate(
     """
     if max_rows < 2:
         raise ConfigError(f"max_rows must be at least 2, got {max_rows}.", hint="Use e.g. 50_000.")
+    from synthkit.evaluate.streaming import evaluate_streaming, is_streaming_source
+
+    if is_streaming_source(synthetic) and synthetic_of is None:  # larger than memory: stream it
+        return evaluate_streaming(
+            real, synthetic, schema, holdout, sample_rows=max_rows, seed=seed, sdmetrics=sdmetrics,
+            quasi_identifiers=quasi_identifiers, anonymity_k=anonymity_k, anonymeter=anonymeter,
+            anonymeter_attacks=anonymeter_attacks, pii_reference=pii_reference,
+            pii_schema=pii_schema, fairness=fairness, dp_epsilon=dp_epsilon, target=target,
+            detectability=detectability)
     _check_privacy_options(holdout, anonymity_k, anonymeter, anonymeter_attacks)
     real_raw = _as_table(real, "real data")
     synth_raw = _as_table(synthetic, "synthetic data")
