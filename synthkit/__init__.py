@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate_relational": "synthkit.evaluate.relational",
     "SequentialSynthesizer": "synthkit.generators.relational",
     "evaluate_sequences": "synthkit.evaluate.relational",
+    "read_tables": "synthkit.relational_io",
+    "RelationalPipeline": "synthkit.relational_flow",
     # evaluation
     "evaluate": "synthkit.evaluate",
     "Report": "synthkit.evaluate",
@@ -58,7 +60,7 @@ __all__ = [
     "Schema", "Column", "ColumnKind", "PIIKind", "infer_schema",
     "Generator", "GeneratorConfig", "create", "load", "available_generators",
     "MultiTable", "ForeignKey", "RelationalSynthesizer", "evaluate_relational",
-    "SequentialSynthesizer", "evaluate_sequences",
+    "SequentialSynthesizer", "evaluate_sequences", "read_tables", "RelationalPipeline",
     "evaluate", "Report",
     "Pipeline", "PipelineConfig", "PipelineResult",
     "fingerprint", "to_polars", "split_holdout",
@@ -79,6 +81,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from synthkit.prepare.profile import profile
     from synthkit.prepare.split import split_holdout
     from synthkit.relational import ForeignKey, MultiTable
+    from synthkit.relational_flow import RelationalPipeline
+    from synthkit.relational_io import read_tables
     from synthkit.schema import Column, ColumnKind, PIIKind, Schema, infer_schema
 
 

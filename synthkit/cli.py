@@ -269,15 +269,30 @@ def _print_pii(source: str, rows: int, findings: list[Any], *, as_json: bool) ->
                    "--key-file; no checkpoints are kept unless --set checkpoint_dir=... asks.")
 @click.option("--key-file", "model_key_file", type=click.Path(exists=True, dir_okay=False),
               help="Model key file (from `synthkit keys generate-model-key`); implies --encrypt.")
+@click.option("--relationships", type=click.Path(exists=True, dir_okay=False),
+              help="Several tables: a YAML of tables, primary keys and relationships (or SDV "
+                   "multi-table metadata JSON); SOURCE is then their directory or a database.")
+@click.option("--engine", "train_engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="ray: data-parallel (DDP) training on Ray Train workers "
+                                      "(tabular/ctgan, tvae, ddpm, argn); same model directory.")
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="With --engine ray: how many training processes (GPUs with --set device=cuda).")
+@click.option("--address", "train_address", default=None,
+              help="With --engine ray: the Ray cluster to join (default: a local Ray).")
 @_db_source_options
 @_handle_errors
 def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config_file: str | None,
           schema_file: str | None,
           drop: tuple[str, ...], holdout: float, seed: int, overwrite: bool, resume: bool,
-          encrypt: bool, model_key_file: str | None,
+          encrypt: bool, model_key_file: str | None, relationships: str | None,
+          train_engine: str, workers: int, train_address: str | None,
           table: str | None, query: str | None, limit: int | None, sample_rows: int | None,
           password_env: str | None) -> None:
     """Train a generator on SOURCE and save it to a model directory.
+
+    SOURCE may hold several tables: a directory of files with a relationships.yaml (or
+    --relationships), a relationships YAML, or a database URI without --table (foreign keys
+    from the database). A RelationalSynthesizer is then trained, -g naming the per-table family.
 
     \b
     Example:
@@ -286,11 +301,26 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config
       synthkit train data/wage.csv -g tabular/tvae --set epochs=300 --out models/wage-tvae --resume
       synthkit train sqlite:///shop.db --table orders --sample 50000 --out models/orders
       synthkit train data/wage.csv --out models/wage --encrypt --key-file model.key
+      synthkit train data/flights/ --relationships flights.yaml --out models/flights
+      synthkit train sqlite:///flights.db --out models/flights
+      synthkit train data/wage.csv -g tabular/ddpm --engine ray --workers 4 --out models/wage-ddpm
     """
     from synthkit.generators.registry import create, resolve
     from synthkit.prepare.split import split_holdout
+    from synthkit.relational_cli import is_multi_table_source
     from synthkit.schema import Schema, infer_schema
 
+    if is_multi_table_source(source, relationships=relationships, table=table, query=query):
+        from synthkit.relational_cli import train_command
+
+        if schema_file or drop or resume or encrypt or model_key_file or sample_rows or config_file:
+            raise click.UsageError("Several tables: --schema, --drop, --resume, --encrypt, --key-file, "
+                                   "--sample and --config do not apply (use the relationships file).")
+        with _status("Training") as update:
+            train_command(source, relationships=relationships, family=name, options=_parse_options(options),
+                          out_dir=out_dir, holdout=holdout, seed=seed, overwrite=overwrite, limit=limit,
+                          password_env=password_env, update=update, console=console)
+        return
     if encrypt or model_key_file:  # a missing or bad key fails before training, not after
         from synthkit.artifacts import resolve_model_key
 
@@ -319,10 +349,19 @@ def train(source: str, name: str, out_dir: str, options: tuple[str, ...], config
                 raise click.BadParameter("expected a mapping of option: value", param_hint="--config")
         config = {"seed": seed, **from_file, **_parse_options(options)}
         encrypt = encrypt or model_key_file is not None
-        if resolve(name)[0].supports_resume and not encrypt:  # checkpoints are not encrypted
-            config.setdefault("checkpoint_dir", f"{out_dir.rstrip('/')}.checkpoints")
-        gen = create(name, **config)
-        gen.fit(train_part, schema=schema, resume=resume)
+        if train_engine == "ray":
+            from synthkit.distributed_train import fit_distributed
+
+            if resume:
+                raise click.UsageError("--engine ray cannot --resume; train again without it.")
+            gen = fit_distributed(name, train_part, workers=workers, schema=schema,
+                                  address=train_address,
+                                  use_gpu=str(config.get("device", "")).startswith("cuda"), **config)
+        else:
+            if resolve(name)[0].supports_resume and not encrypt:  # checkpoints are not encrypted
+                config.setdefault("checkpoint_dir", f"{out_dir.rstrip('/')}.checkpoints")
+            gen = create(name, **config)
+            gen.fit(train_part, schema=schema, resume=resume)
         update("saving")
         path = gen.save(out_dir, overwrite=overwrite, encrypt=encrypt,
                         key=Path(model_key_file) if model_key_file else None)
@@ -391,9 +430,15 @@ def tune(source: str, name: str, trials: int, out_dir: str, options: tuple[str, 
 # --- sample -------------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
-@click.option("-n", "--rows", "n", type=int, required=True, help="Rows to generate.")
+@click.option("-n", "--rows", "n", type=int, default=None,
+              help="Rows to generate (required, except for a multi-table model: see --scale).")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Multi-table model: rows of each table without parents, times the real count.")
+@click.option("--relationships", type=click.Path(exists=True, dir_okay=False),
+              help="Multi-table model: the relationships file used at training time (for --real).")
 @click.option("--out", "-o", "dest", required=True,
-              help="Destination file (.parquet/.csv/.jsonl) or database URI (with --table).")
+              help="Destination file (.parquet/.csv/.jsonl) or database URI (with --table); "
+                   "multi-table model: a directory or a database URI (all tables, one transaction).")
 @click.option("--table", "out_table", help="Database destination: the table to write.")
 @click.option("--mode", type=click.Choice(["create", "replace", "append"]), default=None,
               help="Database destination: create (default), replace or append.")
@@ -435,7 +480,8 @@ def tune(source: str, name: str, trials: int, out_dir: str, options: tuple[str, 
               help="With --engine ray: the Ray cluster to join (default: a local Ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @_handle_errors
-def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | None,
+def sample(model: str, n: int | None, scale: float, relationships: str | None, dest: str,
+           out_table: str | None, mode: str | None,
            real_table: str | None, password_env: str | None, real_source: str, holdout: float,
            split_seed: int, drop: tuple[str, ...], policy: str, purpose: str | None, report: str | None,
            audit_log: str | None, key: str | None, passphrase_env: str | None, seed: int | None,
@@ -455,7 +501,9 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
     Exit code 1 and nothing written when the policy refuses. A database destination
     (``--out postgresql://... --table t``) gets the rows in one transaction: all or nothing.
     ``--engine ray --partitions 8 --out synth/`` writes synth/part-00000.parquet ... in parallel
-    Ray tasks; the directory appears only when the policy passes.
+    Ray tasks; the directory appears only when the policy passes. A multi-table model (from
+    `synthkit train DIR|DB`) writes every table, gated once: ``--out synth/`` (one atomic
+    directory) or ``--out sqlite:///synth.db`` (one transaction), with ``--real`` the same source.
     """
     from synthkit.connectors import is_database_uri, redact, write
     from synthkit.errors import DataError, GateRefusedError
@@ -474,6 +522,31 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
             raise click.UsageError("--audit-log needs --key (the private key that signs records).")
         passphrase = os.environ.get(passphrase_env) if passphrase_env else None
         private_key = load_private_key(key, passphrase=passphrase)
+    from synthkit.relational_flow import is_relational_model
+
+    if is_relational_model(model):
+        from synthkit.relational_cli import print_outcome, sample_command
+
+        if n is not None or out_table or real_table or conditions or rebalance or drop or engine != "local" \
+                or partitions is not None:
+            raise click.UsageError("A multi-table model takes --scale (not -n), --out DIR or a database URI "
+                                   "(no --table), and no --condition/--rebalance/--drop/--engine.")
+        with _status("Sampling tables") as update:
+            outcome = sample_command(
+                model, dest=dest, real_source=real_source, relationships=relationships, scale=scale,
+                mode=mode, password_env=password_env,
+                holdout=holdout if click.get_current_context().get_parameter_source("holdout").name != "DEFAULT"
+                else None, split_seed=split_seed if click.get_current_context().get_parameter_source(
+                    "split_seed").name != "DEFAULT" else None,
+                policy=pol, purpose=purpose, report=report, audit_log=audit_log, private_key=private_key,
+                seed=seed, overwrite=overwrite, approvals=list(approvals), update=update)
+        print_outcome(outcome, console=console, print_decision=_print_decision, as_json=as_json)
+        if not outcome.passed:
+            raise GateRefusedError(f"Policy '{outcome.decision.policy}' refused the tables; "
+                                   f"{redact(dest)} was not written.")
+        return
+    if n is None:
+        raise click.UsageError("Missing option '-n' / '--rows' (rows to generate).")
     with _status("Sampling") as update:
         update("loading model")
         gen = load(model, trust_pickle=trust_pickle, key=Path(model_key_file) if model_key_file else None)
@@ -507,15 +580,13 @@ def sample(model: str, n: int, dest: str, out_table: str | None, mode: str | Non
             raise click.UsageError("--table and --mode apply to database destinations only.")
         parsed_conditions = _parse_conditions(conditions, gen) or None
         shares = _parse_rebalance(rebalance, gen)
-        if engine == "ray" or partitions is not None:  # a directory of partitions
-            if sink_options or shares is not None or is_database_uri(dest):
-                raise click.UsageError("--engine ray / --partitions write Parquet partitions to a "
-                                       "directory: no database --out, --table or --rebalance.")
+        if engine == "ray" or partitions is not None:  # partitions: a directory or one table
             from synthkit.distributed import sample as sample_partitioned
 
             outcome = sample_partitioned(
                 model, n, out=dest, real=train_part, holdout=holdout_part, engine=engine,
                 partitions=partitions or 4, seed=seed, address=address, policy=pol,
+                sink_options=sink_options or None, rebalance=shares,
                 purpose=purpose, approvals=list(approvals), conditions=parsed_conditions,
                 audit_log=audit_log, private_key=private_key, model_manifest_hash=manifest,
                 report_path=report, overwrite=overwrite, on_stage=update,
@@ -737,6 +808,7 @@ def evaluate(real: str, synthetic: str, holdout: str | None, schema_file: str | 
     Example:
       synthkit evaluate data/wage.csv synth.parquet --report report.html
       synthkit evaluate train.csv synth.csv --holdout holdout.csv -q age -q region --anonymeter
+      synthkit evaluate train.csv synth/ --json   # a directory of part-*.parquet: streamed
     """
     from synthkit.connectors import read
     from synthkit.evaluate import evaluate as run_evaluate
@@ -745,7 +817,9 @@ def evaluate(real: str, synthetic: str, holdout: str | None, schema_file: str | 
     with _status("Evaluating"):
         real_df = read(real)
         schema = Schema.from_json(schema_file) if schema_file else None
-        rep = run_evaluate(real_df, read(synthetic), schema, holdout=read(holdout) if holdout else None,
+        # a directory of Parquet partitions is streamed: exact counts, the rest on a sample
+        synth = synthetic if Path(synthetic).is_dir() else read(synthetic)
+        rep = run_evaluate(real_df, synth, schema, holdout=read(holdout) if holdout else None,
                            quasi_identifiers=list(quasi_identifiers) or None,
                            anonymity_k=anonymity_k, anonymeter=anonymeter,
                            anonymeter_attacks=anonymeter_attacks)
@@ -787,7 +861,19 @@ def run(pipeline_file: str, approvals: tuple[str, ...], as_json: bool) -> None:
 
     from synthkit.pipeline import Pipeline
     from synthkit.prepare.pii_handling import PIIKeyWarning
+    from synthkit.relational_flow import is_relational_pipeline_file
 
+    if is_relational_pipeline_file(pipeline_file):  # tables: / relationships: → every table, gated once
+        from synthkit.relational_cli import print_outcome, run_pipeline
+
+        with _status("Running multi-table pipeline") as update:
+            outcome = run_pipeline(pipeline_file, [str(Path(a).resolve()) for a in approvals], update)
+        print_outcome(outcome, console=console, print_decision=_print_decision, as_json=as_json)
+        if not outcome.passed:
+            from synthkit.errors import GateRefusedError
+
+            raise GateRefusedError(f"Policy '{outcome.decision.policy}' refused the tables; nothing was written.")
+        return
     pipeline = Pipeline.from_yaml(pipeline_file)
     pipeline.config.approvals = [*pipeline.config.approvals, *(str(Path(a).resolve()) for a in approvals)]
     with _status("Running pipeline") as update, warnings.catch_warnings():

@@ -233,6 +233,9 @@ class PipelineConfig(BaseModel):
             raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{p} must hold a mapping of settings, not {type(data).__name__}.")
+        if "tables" in data or "relationships" in data:
+            raise ConfigError(f"{p} describes several tables (tables:/relationships:).",
+                              hint="Run it with `synthkit run` or synthkit.RelationalPipeline.from_yaml(path).run().")
         data.setdefault("base_dir", str(p.parent))
         return cls.from_dict(data, where=str(p))
 

@@ -9,7 +9,10 @@ with the same tables and keys, however the synthetic one was made:
   synthetic children-per-parent-row distributions (parents without children count as 0);
 * ``integrity``: per foreign key, the share of synthetic non-null child keys found among the
   synthetic parent's keys (1.0 is referential integrity);
-* ``key_uniqueness``: per table with a primary key, whether it is unique and non-null.
+* ``key_uniqueness``: per table with a primary key, whether it is unique and non-null;
+* ``sequences`` (for the tables named in ``sequences=``, e.g. a RelationalSynthesizer's
+  ``sequences_``): per table, a :class:`SequenceReport` with sequence-length and inter-event-time
+  similarity and the share of parents whose child rows' times increase.
 
 ``evaluate_sequences(real, synthetic, entity=..., order=...)`` compares two event tables
 (per-entity sequences, e.g. from :class:`~synthkit.SequentialSynthesizer`): sequence-length and
@@ -19,13 +22,14 @@ event table's quality and privacy metrics from :func:`synthkit.evaluate`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from synthkit.errors import SchemaError
+from synthkit.errors import ConfigError, SchemaError
 from synthkit.evaluate.report import Report
 from synthkit.relational import ForeignKey, MultiTable
 
@@ -45,6 +49,7 @@ class RelationalReport:
     integrity: dict[str, float] = field(default_factory=dict)
     key_uniqueness: dict[str, bool] = field(default_factory=dict)
     rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    sequences: dict[str, SequenceReport] = field(default_factory=dict)
 
     @property
     def overall_quality(self) -> float | None:
@@ -66,6 +71,11 @@ class RelationalReport:
             "key_uniqueness": dict(self.key_uniqueness),
             "rows": {k: dict(v) for k, v in self.rows.items()},
         }
+        if self.sequences:
+            out["sequences"] = {
+                n: {k: v for k, v in r.to_dict().items() if k not in ("quality", "privacy")}
+                for n, r in self.sequences.items()
+            }
         if reports:
             out["tables"] = {n: r.to_dict() for n, r in self.tables.items()}
         return out
@@ -73,17 +83,20 @@ class RelationalReport:
 
 def evaluate_relational(
     real: MultiTable, synthetic: MultiTable, *, seed: int = 0, sdmetrics: bool = False,
-    detectability: bool = False, **kwargs: Any,
+    detectability: bool = False, sequences: Mapping[str, Any] | None = None, **kwargs: Any,
 ) -> RelationalReport:
     """Compare ``synthetic`` with ``real`` table by table and across foreign keys.
 
-    Extra keyword arguments go to :func:`synthkit.evaluate` for every table.
+    ``sequences`` (``{table: order column}`` or ``{table: {"entity": fk column, "order": ...}}``)
+    adds per-parent sequence metrics for those child tables. Extra keyword arguments go to
+    :func:`synthkit.evaluate` for every table.
     """
     from synthkit.evaluate import evaluate
 
     missing = sorted(set(real.names) - set(synthetic.names))
     if missing:
         raise SchemaError(f"The synthetic data lacks tables {missing}.", hint=f"Real tables: {real.names}")
+    specs = _sequence_specs(real, sequences or {})
     out = RelationalReport()
     for name in real.names:
         keys = set(real.primary_keys.get(name, [])) | {c for fk in real.parents(name) for c in fk.child_columns}
@@ -109,6 +122,40 @@ def evaluate_relational(
             _children_per_parent(real, fk), _children_per_parent(synthetic, fk)
         )
         out.integrity[str(fk)] = _integrity(synthetic, fk)
+    for name, (entity, order) in specs.items():
+        out.sequences[name] = _sequence_report(
+            real[name], synthetic[name], entity, order, out.tables.get(name)
+        )
+    return out
+
+
+def _sequence_specs(real: MultiTable, sequences: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{table: (entity column, order column)}``; the entity defaults to the only foreign key."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, spec in sequences.items():
+        if name not in real.names:
+            raise SchemaError(f"sequences names a table '{name}' that is not in the data.",
+                              hint=f"Tables: {real.names}")
+        spec = {"order": spec} if isinstance(spec, str) else dict(spec)
+        fk_columns = [fk.child_columns[0] for fk in real.parents(name)]
+        entity = spec.get("entity")
+        if not fk_columns:
+            raise SchemaError(f"'{name}' has no foreign key to a parent table, so no sequences per "
+                              "parent.", hint="Use evaluate_sequences on the table alone.")
+        if entity is None:
+            if len(fk_columns) != 1:
+                raise ConfigError(
+                    f"'{name}' has several foreign keys {fk_columns}: "
+                    "say which one names its sequences' parent.",
+                    hint=f"sequences={{'{name}': {{'entity': ..., 'order': '{spec.get('order')}'}}}}",
+                )
+            entity = fk_columns[0]
+        order = spec.get("order")
+        missing = [c for c in (entity, order) if c not in real[name].columns]
+        if missing:
+            raise SchemaError(f"The sequential table '{name}' lacks columns {missing}.",
+                              hint=f"Columns: {real[name].columns}")
+        out[name] = (entity, order)
     return out
 
 
@@ -203,6 +250,20 @@ def evaluate_sequences(
             raise SchemaError(f"The {label} event table lacks columns {missing}.",
                               hint=f"Columns: {frame.columns}")
     real_df, syn_df = frames["real"], frames["synthetic"]
+    events = None
+    cols = [c for c in real_df.columns if c != entity and c in syn_df.columns]
+    if cols and real_df.height and syn_df.height:
+        hold = to_polars(holdout).select(cols) if holdout is not None else None
+        events = evaluate(real_df.select(cols), syn_df.select(cols), holdout=hold, seed=seed,
+                          sdmetrics=sdmetrics, detectability=detectability, **kwargs)
+    return _sequence_report(real_df, syn_df, entity, order, events)
+
+
+def _sequence_report(
+    real_df: pl.DataFrame, syn_df: pl.DataFrame, entity: str, order: str, events: Report | None
+) -> SequenceReport:
+    """Length, gap and time-order metrics of two event tables, with ``events`` as their report."""
+    frames = {"real": real_df, "synthetic": syn_df}
     lengths = {k: f.group_by(entity).len().get_column("len").to_numpy() for k, f in frames.items()}
     gaps = {k: _gaps(f, entity, order) for k, f in frames.items()}
     step = syn_df.select(
@@ -212,12 +273,6 @@ def evaluate_sequences(
         (pl.col("__d__").drop_nulls() >= 0).all().alias("nondec"),
     )
     n_syn = step.height
-    events = None
-    cols = [c for c in real_df.columns if c != entity and c in syn_df.columns]
-    if cols and real_df.height and syn_df.height:
-        hold = to_polars(holdout).select(cols) if holdout is not None else None
-        events = evaluate(real_df.select(cols), syn_df.select(cols), holdout=hold, seed=seed,
-                          sdmetrics=sdmetrics, detectability=detectability, **kwargs)
     return SequenceReport(
         events=events,
         length_similarity=cardinality_similarity(lengths["real"], lengths["synthetic"]),

@@ -12,7 +12,8 @@ synthkit's own tabular families doing the per-table work):
   distribution), and the count columns are dropped from the output.
 * **Driver.** A child with several parents (flights → airlines, airports twice, planes) is made
   from one *driver* foreign key: the one with the fewest nulls, ties broken by the parent with
-  the most rows. Each synthetic driver-parent row gets as many child rows as its count says.
+  the most rows. Each synthetic driver-parent row gets child rows in proportion to its learned
+  count, the total being the real child rows times the parents' scale.
   The driver parent's first ``context_columns`` learned columns are joined to the child's
   training rows as leading context columns; with a family that can be seeded
   (``tabular/argn``'s ``sample_seeded``) the child rows are drawn *given* their synthetic
@@ -22,6 +23,14 @@ synthkit's own tabular families doing the per-table work):
   parent's own learned count for that relationship is its weight; the child rows are split over
   the parents in proportion (largest remainder, shuffled), so the children-per-parent
   distribution follows the real one for these keys too. A nullable key keeps its real null share.
+* **Sequential children.** A child table named in ``sequences`` (``{"flights": "time_hour"}``:
+  table -> order column; the entity is its foreign key, or ``{"order": ..., "entity": ...}`` when
+  it has several) is made as ordered event sequences, one per synthetic parent row, by a
+  :class:`~synthkit.generators.relational.sequential.SequentialSynthesizer` fitted with the
+  parent's context columns as the entity's context: the sequence length is the parent's learned
+  count, the start time and the events are drawn given the parent's synthetic columns (and the
+  history), and times increase within every parent. Its other foreign keys are assigned per row
+  as above. Saved under ``tables/<name>/`` as a sequential model directory.
 * **Keys.** Primary and foreign key columns are never learned. Primary keys are new unique
   values outside the real ones: integers counted from a power of ten above the largest real key,
   strings ``<prefix><number>`` with a prefix no real key starts with. Every foreign key points at
@@ -45,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synthkit.errors import ArtifactError, ConfigError, DataError, NotFittedError, SchemaError
 from synthkit.generators.base import LEARNED_KINDS, Generator
@@ -57,6 +66,17 @@ STATE_FILE = "relational.json"
 TABLES_DIR = "tables"
 _CONTEXT = "__parent__."
 _COUNT = "__n__"
+
+
+class SequenceSpec(BaseModel):
+    """A sequential child table: its order column and the foreign-key column of its entity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    order: str = Field(description="Column that orders a parent's child rows (time or number).")
+    entity: str | None = Field(
+        None, description="Foreign-key column naming the parent; None: the table's only one."
+    )
 
 
 class RelationalConfig(BaseModel):
@@ -77,7 +97,24 @@ class RelationalConfig(BaseModel):
     context_columns: int = Field(
         3, ge=0, description="Driver-parent columns a child is generated given (seeded families)."
     )
+    sequences: dict[str, SequenceSpec] = Field(
+        default_factory=dict,
+        description="Child tables made as ordered event sequences per parent row: table -> order "
+        "column (or {'order': ..., 'entity': foreign-key column}).",
+    )
+    sequence_config: dict[str, Any] = Field(
+        default_factory=dict, description="SequentialSynthesizer options for sequential tables "
+        "(table_configs[name] is merged over them)."
+    )
     seed: int | None = None
+
+    @field_validator("sequences", mode="before")
+    @classmethod
+    def _order_only(cls, value: Any) -> Any:
+        """Accept ``{"flights": "time_hour"}`` for ``{"flights": {"order": "time_hour"}}``."""
+        if isinstance(value, dict):
+            return {k: {"order": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
 
 @dataclass
@@ -95,6 +132,7 @@ class TablePlan:
     n_rows: int = 0
     family: str = ""
     has_model: bool = True
+    sequence: dict[str, str] | None = None  # {"entity": fk column, "order": column}
 
 
 class RelationalSynthesizer:
@@ -133,12 +171,18 @@ class RelationalSynthesizer:
             )
         order = data.order()  # refuses cycles
         _check_keys(data)
+        sequences = self._check_sequences(data)
         plans: dict[str, TablePlan] = {}
-        generators: dict[str, Generator | None] = {}
+        generators: dict[str, Any] = {}
         for name in order:
-            plan, train, schema = self._plan(data, name)
+            plan, train, schema = self._plan(data, name, sequences.get(name))
             gen = None
-            if train.width:
+            if plan.sequence is not None:
+                gen = self._new_sequence_model(name).fit(
+                    train, entity=plan.sequence["entity"], order=plan.sequence["order"],
+                    schema=schema, context=list(plan.context),
+                )
+            elif train.width:
                 gen = self._new_generator(name).fit(train, schema=schema)
             plan.has_model = gen is not None
             plans[name] = plan
@@ -148,6 +192,79 @@ class RelationalSynthesizer:
         self.plans_ = plans
         self.generators_ = generators
         return self
+
+    @property
+    def sequences_(self) -> dict[str, dict[str, str]]:
+        """Sequential tables as ``{table: {"entity": fk column, "order": column}}`` (for
+        :func:`~synthkit.evaluate_relational`'s ``sequences=``)."""
+        self._check_fitted()
+        return {n: dict(p.sequence) for n, p in self.plans_.items() if p.sequence is not None}
+
+    def _check_sequences(self, data: MultiTable) -> dict[str, dict[str, str]]:
+        """Each declared sequential table: present, with a parent, an order column and an
+        entity foreign key without nulls. Returns ``{table: {"entity", "order"}}``."""
+        out: dict[str, dict[str, str]] = {}
+        for name, spec in self.config.sequences.items():
+            if name not in data.names:
+                raise ConfigError(f"sequences names a table '{name}' that is not in the data.",
+                                  hint=f"Tables: {data.names}")
+            if name in self.config.families:
+                raise ConfigError(
+                    f"'{name}' is sequential, so families['{name}'] has no use.",
+                    hint="Give its entity-table family as sequence_config={'family': ...}.",
+                )
+            parents = data.parents(name)
+            if not parents:
+                raise SchemaError(
+                    f"The sequential table '{name}' has no foreign key to a parent table: its "
+                    "sequences need a parent row each.",
+                    hint="Declare the foreign key in the MultiTable, or use sk.SequentialSynthesizer "
+                    "on the table alone.",
+                )
+            fk_columns = [fk.child_columns[0] for fk in parents]
+            entity = spec.entity
+            if entity is None:
+                if len(parents) > 1:
+                    raise ConfigError(
+                        f"The sequential table '{name}' has several foreign keys {fk_columns}: say "
+                        "which one names the entity whose events it holds.",
+                        hint=f"sequences={{'{name}': {{'order': '{spec.order}', 'entity': "
+                        f"'{fk_columns[0]}'}}}}",
+                    )
+                entity = fk_columns[0]
+            elif entity not in fk_columns:
+                raise SchemaError(f"sequences['{name}'].entity = '{entity}' is not a foreign-key "
+                                  f"column of '{name}'.", hint=f"Foreign-key columns: {fk_columns}")
+            frame = data[name]
+            if spec.order not in frame.columns:
+                raise SchemaError(f"The order column '{spec.order}' of the sequential table '{name}' "
+                                  "is not in it.", hint=f"Columns: {frame.columns}")
+            keys = set(fk_columns) | set(data.primary_keys.get(name) or [])
+            if spec.order in keys:
+                raise SchemaError(f"The order column '{name}.{spec.order}' is a key column.",
+                                  hint="Name a time or number column that orders the events.")
+            nulls = frame.get_column(entity).null_count()
+            if nulls:
+                raise DataError(
+                    f"The sequential table '{name}' has {nulls} rows without a parent ('{entity}' "
+                    "is null): every event must belong to a parent row.",
+                    hint=f"Drop those rows of '{name}' before fitting.",
+                )
+            out[name] = {"entity": entity, "order": spec.order}
+        return out
+
+    def _new_sequence_model(self, name: str) -> Any:
+        from synthkit.generators.relational.sequential import SequentialSynthesizer
+
+        options = {**self.config.sequence_config, **self.config.table_configs.get(name, {})}
+        options.setdefault("seed", self.config.seed)
+        options.setdefault("progress", False)
+        try:
+            return SequentialSynthesizer(**options)
+        except ConfigError as exc:
+            raise ConfigError(f"Sequential table '{name}': {exc}",
+                              hint="sequence_config and table_configs of a sequential table "
+                              "take SequentialSynthesizer options.") from exc
 
     def _family(self, name: str) -> str:
         return self.config.families.get(name, self.config.family)
@@ -164,7 +281,9 @@ class RelationalSynthesizer:
             options["progress"] = False
         return create(family, **options)
 
-    def _plan(self, data: MultiTable, name: str) -> tuple[TablePlan, pl.DataFrame, Schema]:
+    def _plan(
+        self, data: MultiTable, name: str, sequence: dict[str, str] | None = None
+    ) -> tuple[TablePlan, pl.DataFrame, Schema]:
         frame = data[name]
         schema = data.schemas[name]
         pk = _single_pk(data, name)
@@ -178,7 +297,8 @@ class RelationalSynthesizer:
 
         null_shares = {str(fk): _null_share(frame, fk.child_columns[0]) for fk in parents}
         driver = min(
-            parents,
+            # a sequential table is driven by its entity's parent
+            [fk for fk in parents if sequence is None or fk.child_columns[0] == sequence["entity"]],
             key=lambda fk: (null_shares[str(fk)], -data[fk.parent].height,
                             -frame.get_column(fk.child_columns[0]).n_unique()),
             default=None,
@@ -226,6 +346,9 @@ class RelationalSynthesizer:
                                min=0.0, max=float(series.max() or 0), decimals=0))
             counts[str(fk)] = col
 
+        if sequence is not None:  # the events' entity: the parent key
+            train = train.with_columns(frame.get_column(sequence["entity"]))
+            cols.append(schema[sequence["entity"]].model_copy(update={"references": None}))
         plan = TablePlan(
             name=name,
             columns=list(frame.columns),
@@ -236,7 +359,8 @@ class RelationalSynthesizer:
             counts=counts,
             null_shares=null_shares,
             n_rows=frame.height,
-            family=self._family(name),
+            family="sequential" if sequence is not None else self._family(name),
+            sequence=sequence,
         )
         return plan, train, Schema(columns=cols)
 
@@ -297,6 +421,13 @@ class RelationalSynthesizer:
             parent = made[driver.parent]
             ppk = self.plans_[driver.parent].primary_key
             counts = _counts(parent, self.plans_[driver.parent].counts[str(driver)])
+            # children in total as the real ones times the parents' scale, spread as the learned
+            # counts say (a small parent table's sampling noise would otherwise double a child)
+            pplan = self.plans_[driver.parent]
+            share_fk = plan.null_shares[str(driver)]
+            total = int(round(plan.n_rows * (1 - share_fk) * parent.height / max(pplan.n_rows, 1)))
+            if counts.sum() > 0:
+                counts = _largest_remainder(total, counts / counts.sum())
             index = np.repeat(np.arange(parent.height), counts)
             n_main = int(index.size)
             share = self.plans_[name].null_shares[str(driver)]
@@ -306,7 +437,11 @@ class RelationalSynthesizer:
             if extra:
                 key = pl.concat([key, pl.Series(key.name, [None] * extra, dtype=key.dtype)])
             seeded = gen is not None and hasattr(gen, "sample_seeded") and plan.context
-            if seeded:
+            if plan.sequence is not None:  # ordered events per parent row, given its columns
+                ctx = parent.select(pl.col(p).alias(c) for c, p in plan.context.items())
+                out = gen.sample_given(ctx, counts, keys=parent.get_column(ppk), seed=gen_seed)
+                out = out.drop([*plan.context, plan.sequence["entity"]])  # the key is put back below
+            elif seeded:
                 ctx = parent.select(pl.col(p).alias(c) for c, p in plan.context.items())[index]
                 if extra:
                     ctx = pl.concat([ctx, ctx.clear(extra)], how="vertical")
@@ -352,7 +487,7 @@ class RelationalSynthesizer:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``relational.json`` plus one model directory per table (safetensors + JSON)."""
         from synthkit import __version__
-        from synthkit.artifacts import canonical_json, manifest_hash, sha256_bytes
+        from synthkit.artifacts import canonical_json, sha256_bytes
         from synthkit.errors import SinkExistsError
 
         self._check_fitted()
@@ -370,7 +505,7 @@ class RelationalSynthesizer:
                     continue
                 sub = tmp / TABLES_DIR / name
                 gen.save(sub)
-                hashes[name] = manifest_hash(sub)
+                hashes[name] = _model_hash(sub)
             state = {
                 "format_version": FORMAT_VERSION,
                 "synthkit_version": __version__,
@@ -400,7 +535,7 @@ class RelationalSynthesizer:
     @classmethod
     def load(cls, path: str | Path) -> RelationalSynthesizer:
         """Load a directory written by :meth:`save`; every hash is checked first."""
-        from synthkit.artifacts import canonical_json, manifest_hash, sha256_bytes
+        from synthkit.artifacts import canonical_json, sha256_bytes
         from synthkit.generators.registry import load as load_generator
 
         root = Path(path)
@@ -416,16 +551,21 @@ class RelationalSynthesizer:
             raise ArtifactError(f"{state_path} has format version {state.get('format_version')}; "
                                 f"this synthkit reads {FORMAT_VERSION}.")
         synth = cls(**state["config"])
-        generators: dict[str, Generator | None] = {}
+        generators: dict[str, Any] = {}
         for name, expected in state["tables"].items():
             if expected is None:
                 generators[name] = None
                 continue
             sub = root / TABLES_DIR / name
-            if manifest_hash(sub) != expected:
+            if _model_hash(sub) != expected:
                 raise ArtifactError(f"The model of table '{name}' ({sub}) is not the one saved.",
                                     hint="The directory was changed after saving; save it again.")
-            generators[name] = load_generator(sub)
+            if state["plans"][name].get("sequence") is not None:
+                from synthkit.generators.relational.sequential import SequentialSynthesizer
+
+                generators[name] = SequentialSynthesizer.load(sub)
+            else:
+                generators[name] = load_generator(sub)
         synth.order_ = list(state["order"])
         synth.metadata_ = state["metadata"]
         synth.plans_ = {n: TablePlan(**p) for n, p in state["plans"].items()}
@@ -477,6 +617,16 @@ def _single_pk(data: MultiTable, name: str) -> str | None:
         raise SchemaError(f"'{name}' has a composite primary key {pk} that other tables refer to; "
                           "only single-column keys are supported yet.")
     return None
+
+
+def _model_hash(path: Path) -> str:
+    """A table model directory's hash: its manifest's, or for a sequential model the hash of
+    ``sequential.json`` (whose digest covers its parts' manifest hashes)."""
+    from synthkit.artifacts import manifest_hash, sha256_bytes
+    from synthkit.generators.relational.sequential import STATE_FILE as SEQUENCE_STATE
+
+    state = path / SEQUENCE_STATE
+    return sha256_bytes(state.read_bytes()) if state.is_file() else manifest_hash(path)
 
 
 def _null_share(frame: pl.DataFrame, column: str) -> float:

@@ -22,6 +22,10 @@ In the spirit of SDV's PARSynthesizer and MOSTLY AI's sequential tables, with sy
   at the same time) every generated gap is positive, so times strictly increase. Datetimes,
   dates and integers get whole gaps in their own unit.
 * **Keys** are fresh values, never a real key (as in :class:`RelationalSynthesizer`).
+* **Given entities.** ``fit(..., context=[...])`` puts columns that describe each entity from
+  outside (a parent row's columns) and the length first in the entity table;
+  :meth:`SequentialSynthesizer.sample_given` then takes them per entity and draws the rest.
+  :class:`RelationalSynthesizer` uses this for sequential child tables.
 
 Saved as one directory: ``sequential.json`` (config, plan, manifest hashes, a digest),
 ``static/`` (the entity table's model directory) and ``events/`` (weights.safetensors + JSON),
@@ -346,14 +350,18 @@ class SequentialSynthesizer:
     # --- fit -------------------------------------------------------------------------------
     def fit(
         self, data: Any, *, entity: str, order: str, static: list[str] | None = None,
-        schema: Schema | None = None, resume: bool = False,
+        schema: Schema | None = None, resume: bool = False, context: list[str] | None = None,
     ) -> SequentialSynthesizer:
         """Learn entities (static columns, length, start) and their events from ``data``.
 
         ``static`` names the columns that are constant within an entity; None takes every
         column that is (over entities with several events). Rows need not be sorted.
         ``resume=True`` continues the event net's interrupted training from ``checkpoint_dir``
-        (the entity table's model is fitted again).
+        (the entity table's model is fitted again). ``context`` names static columns that
+        describe the entity from outside (e.g. its parent row's columns): they lead the entity
+        table, so :meth:`sample_given` can take them (and lengths) as given; this needs an
+        entity-table family that can be seeded (``tabular/argn``). ``context=[]`` allows
+        :meth:`sample_given` with lengths only.
         """
         df = normalise_missing(to_polars(data))
         check_table(df, what="event table")
@@ -372,7 +380,11 @@ class SequentialSynthesizer:
         df = df.select(schema.names)
         _check_order_and_keys(df, entity, order)
         df = df.sort([entity, order], maintain_order=True)
+        context = self._context_columns(df, entity, order, context)
         static = self._static_columns(df, schema, entity, order, static)
+        given = context is not None
+        context = context or []
+        static = [*context, *[c for c in static if c not in context]]
         events = [c for c in df.columns if c not in {entity, order, *static}]
         unlearned = [c for c in events if schema[c].kind not in LEARNED_KINDS]
         if unlearned:
@@ -404,13 +416,23 @@ class SequentialSynthesizer:
                                                          pl.col(order).first().alias(START)])
             .with_columns(pl.col(LENGTH).cast(pl.Int64))
         )
+        length_column = Column(name=LENGTH, kind=ColumnKind.NUMERICAL, dtype="Int64", nullable=False,
+                               min=float(lengths.min()), max=float(lengths.max()), decimals=0)
+        start_column = schema[order].model_copy(update={"name": START, "nullable": False})
+        # with context: context, length, other static, start (so the first two can be given)
+        lead = [*context, LENGTH] if given else []
+        entity_columns = [*lead, *[c for c in static if c not in lead], *([] if given else [LENGTH])]
         static_schema = Schema(columns=[
-            *[schema[c] for c in static],
-            Column(name=LENGTH, kind=ColumnKind.NUMERICAL, dtype="Int64", nullable=False,
-                   min=float(lengths.min()), max=float(lengths.max()), decimals=0),
-            schema[order].model_copy(update={"name": START, "nullable": False}),
+            *[length_column if c == LENGTH else schema[c] for c in entity_columns], start_column,
         ])
-        static_gen = self._new_static_generator().fit(entities.drop(entity), schema=static_schema)
+        entities = entities.select(entity, *static_schema.names)
+        static_gen = self._new_static_generator()
+        if given and not callable(getattr(static_gen, "sample_seeded", None)):
+            raise ConfigError(
+                f"context= needs an entity-table family that can be seeded; {self.config.family} "
+                "cannot.", hint="Use family='tabular/argn' (the default).",
+            )
+        static_gen = static_gen.fit(entities.drop(entity), schema=static_schema)
 
         ctx_schema = static_schema.select(
             [c.name for c in static_schema if c.kind in LEARNED_KINDS]
@@ -447,12 +469,14 @@ class SequentialSynthesizer:
         run = hashlib.sha256(json.dumps(
             [cfg.model_dump(mode="json", exclude={"epochs", "device", "progress", "checkpoint_dir",
                                                   "checkpoint_every", "compile"}),
-             data_fp, entity, order, static], sort_keys=True).encode()).hexdigest()
+             data_fp, entity, order, static] + ([context] if given else []),
+            sort_keys=True).encode()).hexdigest()
         result = trainer.fit(task, matrix, resume=resume, fingerprint=run)
 
         self.entity_ = entity
         self.order_ = order
         self.static_ = static
+        self.context_ = context if given else None
         self.events_ = events
         self.schema_ = schema
         self.id_spec_ = _fit_id_spec(entities.get_column(entity))
@@ -476,6 +500,29 @@ class SequentialSynthesizer:
                 "never decrease but may repeat."
             )
         return self
+
+    @staticmethod
+    def _context_columns(
+        df: pl.DataFrame, entity: str, order: str, context: list[str] | None
+    ) -> list[str] | None:
+        if context is None:
+            return None
+        if isinstance(context, str):
+            raise ConfigError(f"context must be a list of column names, got the string {context!r}.",
+                              hint=f"Write context=[{context!r}].")
+        context = list(context)
+        bad = [c for c in context if c not in df.columns or c in (entity, order)]
+        if bad:
+            raise SchemaError(f"context names columns {bad} that are not event-table columns "
+                              "(or are the entity/order column).", hint=f"Columns: {df.columns}")
+        if not context:
+            return []
+        counts = df.group_by(entity).agg(pl.col(context).n_unique())
+        varying = [c for c in context if int(counts.get_column(c).max()) > 1]
+        if varying:
+            raise DataError(f"Context columns {varying} change within an entity.",
+                            hint="Context describes the whole entity: one value per entity.")
+        return context
 
     def _static_columns(
         self, df: pl.DataFrame, schema: Schema, entity: str, order: str, static: list[str] | None
@@ -540,22 +587,83 @@ class SequentialSynthesizer:
             np.rint(entities.get_column(LENGTH).cast(pl.Float64).fill_null(1).to_numpy()), 1, None
         ).astype(np.int64)
         sort = np.argsort(-lengths, kind="stable")
-        entities = entities[sort]
-        lengths = lengths[sort]
+        keys = _make_ids(self.id_spec_, n).alias(self.entity_)
+        return self._events(entities[sort], lengths[sort], keys, s_torch, s_decode)
+
+    def sample_given(
+        self, context: Any, lengths: Any = None, *, keys: Any = None, seed: int | None = None
+    ) -> pl.DataFrame:
+        """Events of one new entity per row of ``context`` (the columns fit's ``context=``
+        named), drawn given those values and, when given, ``lengths`` events each (0: none).
+
+        ``keys`` (one per row) become the entity keys, fresh ones otherwise. Entities keep
+        the row order of ``context``, each one's events in time order; same seed, same data.
+        """
+        self._check_fitted()
+        if self.context_ is None:
+            raise ConfigError("This model was fitted without context=; sample_given needs it.",
+                              hint="Fit with context=[...] (columns describing each entity, or []), "
+                              "or use sample(n).")
+        if self.context_:
+            frame = normalise_missing(to_polars(context))
+            missing = [c for c in self.context_ if c not in frame.columns]
+            if missing:
+                raise SchemaError(f"The context frame lacks columns {missing}.",
+                                  hint=f"Give the columns the model was fitted with: {self.context_}.")
+            frame = frame.select(
+                pl.col(c).cast(self.schema_[c].polars_dtype, strict=False) for c in self.context_
+            )
+        elif lengths is None:
+            raise ConfigError("This model has no context columns: give lengths (one per entity).")
+        else:
+            frame = pl.DataFrame(height=len(lengths))
+        n = frame.height
+        if keys is None:
+            key_series = _make_ids(self.id_spec_, n)
+        else:
+            key_series = pl.Series(keys) if not isinstance(keys, pl.Series) else keys
+        if key_series.len() != n:
+            raise ConfigError(f"keys has {key_series.len()} values for {n} context rows.")
+        key_series = key_series.alias(self.entity_)
+        if lengths is not None:
+            given = np.asarray(lengths)
+            if given.shape != (n,) or not np.issubdtype(given.dtype, np.integer) or (given < 0).any():
+                raise ConfigError(f"lengths must be {n} whole numbers (at least 0), one per context row.")
+            keep = np.flatnonzero(given > 0)
+            frame, key_series = frame[keep], key_series.gather(keep)
+            frame = frame.with_columns(pl.Series(LENGTH, given[keep], dtype=pl.Int64))
+        root = np.random.SeedSequence(self.config.seed if seed is None else seed)
+        s_static, s_torch, s_decode = root.spawn(3)
+        entities = self.static_generator_.sample_seeded(frame, seed=int(s_static.generate_state(1)[0]))
+        drawn = np.clip(
+            np.rint(entities.get_column(LENGTH).cast(pl.Float64).fill_null(1).to_numpy()), 1, None
+        ).astype(np.int64)
+        return self._events(entities, drawn, key_series, s_torch, s_decode)
+
+    def _events(
+        self, entities: pl.DataFrame, lengths: np.ndarray, keys: pl.Series,
+        s_torch: np.random.SeedSequence, s_decode: np.random.SeedSequence,
+    ) -> pl.DataFrame:
+        """Generate the events of ``entities`` (one key each) and lay them out entity by entity
+        in the given entity order (the net runs on them sorted longest first)."""
+        n = entities.height
+        sort = np.argsort(-lengths, kind="stable")
+        ordered, ordered_lengths = entities[sort], lengths[sort]
         ctx_names = self.context_tokenizer_.columns
-        ctx = torch.as_tensor(self.context_tokenizer_.transform(entities.select(ctx_names)),
+        ctx = torch.as_tensor(self.context_tokenizer_.transform(ordered.select(ctx_names)),
                               device=self.device_)
         gen = torch.Generator(device=self.device_).manual_seed(int(s_torch.generate_state(1)[0]))
-        tokens = self.net_.generate(ctx, lengths, window=self.config.max_length, generator=gen)
+        tokens = self.net_.generate(ctx, ordered_lengths, window=self.config.max_length, generator=gen)
         rng = np.random.default_rng(s_decode)
         events = self.event_tokenizer_.inverse_transform(tokens.cpu().numpy(), rng=rng)
-        times = self._times(entities.get_column(START), events.get_column(GAP), lengths)
+        times = self._times(ordered.get_column(START), events.get_column(GAP), ordered_lengths)
+        # events back in the given entity order (a stable sort keeps each entity's time order)
+        back = np.argsort(np.repeat(sort, ordered_lengths), kind="stable")
         index = np.repeat(np.arange(n), lengths)
-        keys = _make_ids(self.id_spec_, n).alias(self.entity_)
-        out = pl.DataFrame({self.entity_: keys.gather(index)}).with_columns(
-            times.alias(self.order_),
+        out = pl.DataFrame({self.entity_: keys.alias(self.entity_).gather(index)}).with_columns(
+            times.gather(back).alias(self.order_),
             *[entities.get_column(c).gather(index) for c in self.static_],
-            *[events.get_column(c) for c in self.events_],
+            *[events.get_column(c).gather(back) for c in self.events_],
         )
         return out.select(
             pl.col(c).cast(self.schema_[c].polars_dtype, strict=False) for c in self.schema_.names
@@ -631,6 +739,7 @@ class SequentialSynthesizer:
                     "events": self.events_, "schema": self.schema_.to_dict(),
                     "id_spec": self.id_spec_, "integral": self.integral_, "strict": self.strict_,
                     "min_gap": self.min_gap_, "data_fingerprint": self.data_fingerprint_,
+                    "context": self.context_,
                 },
                 "fit_report": json.loads(json.dumps(self.fit_report_, default=str)),
                 "models": {STATIC_DIR: manifest_hash(tmp / STATIC_DIR),
@@ -697,6 +806,7 @@ class SequentialSynthesizer:
         synth.entity_ = plan["entity"]
         synth.order_ = plan["order"]
         synth.static_ = list(plan["static"])
+        synth.context_ = None if plan.get("context") is None else list(plan["context"])
         synth.events_ = list(plan["events"])
         synth.schema_ = Schema.from_dict(plan["schema"])
         synth.id_spec_ = plan["id_spec"]
