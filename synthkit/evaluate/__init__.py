@@ -33,7 +33,7 @@ def _excluded_reason(col: Column) -> str:
     if col.kind == ColumnKind.PII:
         subtype = col.pii.value if col.pii is not None else "other"
         return f"personal data ({subtype}): replaced by fakes, never learned, so not compared"
-    return "free text: not comparable with tabular metrics"
+    return "free text: not comparable with tabular metrics (see the text metrics <name>.<column>)"
 
 
 def evaluate(
@@ -62,8 +62,10 @@ def evaluate(
     ``holdout`` is real data the generator never saw; with it the report adds the DCR share
     (are synthetic rows closer to training rows than to unseen ones?) and membership-inference
     attacks (can training rows be told from unseen ones?). Columns of kind id,
-    pii and text are left out and listed in ``report.excluded``. Pairwise and privacy parts
-    use at most ``max_rows`` rows per table (a seeded sample); ``sdmetrics=False`` skips the
+    pii and text are left out and listed in ``report.excluded``; each text column gets the lexical
+    text metrics of :mod:`synthkit.evaluate.text` instead, named ``<metric>.<column>``
+    (``quality.text_vocabulary_jsd.review``), on at most 500 documents per side. Pairwise and
+    privacy parts use at most ``max_rows`` rows per table (a seeded sample); ``sdmetrics=False`` skips the
     SDMetrics cross-check score.
 
     ``synthetic`` may also be a directory of Parquet partitions or a polars LazyFrame: it is then
@@ -170,6 +172,7 @@ def evaluate(
         _as_table(pii_reference, "PII reference data") if pii_reference is not None else real_raw,
         pii_schema if pii_schema is not None else schema, synth_raw, max_rows=max_rows, seed=seed,
     )
+    metrics |= _text_column_metrics(real_raw, synth_raw, hold_raw, schema, seed=seed)
     fairness_details: dict[str, Any] = {}
     if fairness is not None:
         from synthkit.evaluate.fairness import fairness_section
@@ -231,6 +234,35 @@ def evaluate(
         | ({"utility": useful.details} if useful.details else {}),
         notes=notes,
     )
+
+
+#: Documents per side the text metrics of a table's text column compare (a seeded sample).
+TEXT_DOCUMENTS = 500
+
+
+def _text_column_metrics(real: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame | None,
+                         schema: Schema, *, seed: int) -> dict[str, Metric]:
+    """The lexical text metrics (synthkit.evaluate.text) of each text column, ``<metric>.<column>``."""
+    from synthkit.evaluate.text import text_metrics
+
+    def docs(df: pl.DataFrame | None, name: str) -> pl.Series | None:
+        if df is None or name not in df.columns:
+            return None
+        s = df.get_column(name).drop_nulls().cast(pl.String)
+        s = s.filter(s.str.strip_chars().str.len_chars() > 0)
+        return s if s.len() else None
+
+    out: dict[str, Metric] = {}
+    for col in schema.of_kind(ColumnKind.TEXT):
+        real_docs, syn_docs = docs(real, col.name), docs(synthetic, col.name)
+        if real_docs is None or syn_docs is None:
+            continue
+        found = text_metrics(real_docs, syn_docs, holdout=docs(holdout, col.name),
+                             max_documents=TEXT_DOCUMENTS, seed=seed, embeddings=False)
+        for key, metric in found.items():
+            name = f"{key}.{col.name}"
+            out[name] = metric.model_copy(update={"name": name, "meaning": f"'{col.name}': {metric.meaning}"})
+    return out
 
 
 def _synthkit_version() -> str:
