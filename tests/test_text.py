@@ -134,6 +134,26 @@ def test_gpt_conditioning_on_the_label(fitted, holdout):
         fitted.sample(2, conditions={"product": "x"})
 
 
+def _upper_share(texts: pl.Series) -> float:
+    letters = texts.drop_nulls().str.replace_all(r"[^A-Za-z]", "")
+    return float(letters.str.replace_all(r"[^A-Z]", "").str.len_chars().sum()
+                 / max(letters.str.len_chars().sum(), 1))
+
+
+def test_gpt_label_steers_what_it_writes(reviews):
+    # real reviews whose label says how they are written: a model that ignored its label prefix
+    # would write both labels alike (about half upper case), one that follows it cannot
+    toy = reviews.head(160).with_columns(case=pl.Series(["upper", "lower"] * 80))
+    toy = toy.with_columns(review=pl.when(pl.col("case") == "upper")
+                           .then(pl.col("review").str.to_uppercase())
+                           .otherwise(pl.col("review").str.to_lowercase()))
+    gen = sk.create("text/gpt", epochs=8, text_column="review", label_column="case",
+                    **{**TINY, "max_length": 32}).fit(toy)
+    upper = gen.sample(40, seed=1, conditions={"label": "upper"})
+    lower = gen.sample(40, seed=1, conditions={"label": "lower"})
+    assert _upper_share(upper["review"]) > 0.75 > 0.25 > _upper_share(lower["review"])
+
+
 def test_gpt_bad_input_is_clear(reviews):
     gen = sk.create("text/gpt", **TINY)
     with pytest.raises(EmptyDataError):
