@@ -379,6 +379,74 @@ class Generator(ABC):
         return pl.DataFrame({c.name: pl.Series(c.name, [], dtype=c.polars_dtype) for c in self.schema_})
 
 
+class NonTabularGenerator(Generator):
+    """Base of generators that learn something other than one table (a text corpus, an image set).
+
+    They keep the Generator contract's seeds, save/load and registry, with a manifest that names
+    ``data_kind`` instead of a table schema; ``fit``/``sample`` take the family's own data, so the
+    table hooks refuse with a pointer to them.
+    """
+
+    #: What the family learns, written to the manifest ("text", "images").
+    data_kind: ClassVar[str] = ""
+
+    def _manifest_extra(self) -> dict[str, Any]:
+        """Facts a family adds to the manifest beside the common ones (JSON values)."""
+        return {}
+
+    def _restore_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Read back what :meth:`_manifest_extra` wrote (before the family's ``_restore``)."""
+
+    def save(
+        self, path: str | Path, *, overwrite: bool = False, encrypt: bool = False, key: Any = None
+    ) -> Path:
+        """Write the fitted model to a directory (safetensors + JSON; see synthkit.artifacts)."""
+        from synthkit.artifacts import write_model_dir
+
+        self._check_fitted()
+        tensors, files = self._state()
+        manifest = {
+            "generator": self.registry_name,
+            "config": self.config.model_dump(mode="json"),
+            "data_kind": self.data_kind,
+            **self._manifest_extra(),
+            "data_fingerprint": self.data_fingerprint_,
+            "n_rows": self.n_rows_,
+            "fit_report": _jsonable(self.fit_report_),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files,
+                               overwrite=overwrite, encrypt=encrypt, key=key)
+
+    @classmethod
+    def _from_artifact(cls: type[G], artifact: Any, *, trust_pickle: bool = False) -> G:
+        manifest = artifact.manifest
+        gen = cls(**manifest["config"])
+        gen.data_fingerprint_ = manifest["data_fingerprint"]
+        gen.n_rows_ = manifest["n_rows"]
+        gen.fit_report_ = manifest.get("fit_report", {})
+        gen._restore_manifest(manifest)  # type: ignore[attr-defined]
+        gen._restore(artifact.tensors, artifact.files, trust_pickle=trust_pickle)
+        return gen
+
+    # --- the table interface does not apply ---------------------------------------------------
+    def _refuse_table(self) -> ConfigError:
+        return ConfigError(
+            f"{self.registry_name} learns {self.data_kind or 'other data'}, not a table.",
+            hint=f"Call fit() with {self.data_kind or 'its data'} and sample(n); see the README.",
+        )
+
+    def _fit(self, df: pl.DataFrame, schema: Schema, *, resume: bool) -> None:  # pragma: no cover
+        raise self._refuse_table()
+
+    def _sample(self, n: int, *, rng: np.random.Generator,
+                conditions: Mapping[str, Any] | None) -> pl.DataFrame:  # pragma: no cover
+        raise self._refuse_table()
+
+    def sample_batches(self, *args: Any, **kwargs: Any) -> Iterator[pl.DataFrame]:  # pragma: no cover
+        raise self._refuse_table()
+
+
 def _restore_dtype(series: pl.Series, dtype: pl.DataType) -> pl.Series:
     if series.dtype == dtype:
         return series

@@ -31,8 +31,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,7 +40,13 @@ from pydantic import Field, field_validator
 
 from synthkit.errors import ConfigError, DataError, NotFittedError
 from synthkit.frames import normalise_missing, to_polars
-from synthkit.generators.base import Generator, GeneratorConfig, _check_n, _jsonable
+from synthkit.generators.base import (
+    Generator,
+    GeneratorConfig,
+    NonTabularGenerator,
+    _check_n,
+    _jsonable,
+)
 from synthkit.generators.text.endpoint_client import (
     EndpointClient,
     EndpointError,
@@ -560,11 +564,12 @@ class TabularEndpointGenerator(_EndpointMixin, Generator):
 
 
 # --- text/endpoint ---------------------------------------------------------------------------------
-class TextEndpointGenerator(_EndpointMixin, Generator):
+class TextEndpointGenerator(_EndpointMixin, NonTabularGenerator):
     """``text/endpoint``: documents from an LLM behind an OpenAI-compatible server, few-shot from
     the corpus and conditioned on its label; output like ``text/gpt``'s."""
 
     name: ClassVar[str] = "text/endpoint"
+    data_kind: ClassVar[str] = "text"
     config_class: ClassVar[type[GeneratorConfig]] = TextEndpointConfig
     config: TextEndpointConfig
     min_rows: ClassVar[int] = 2
@@ -698,37 +703,3 @@ class TextEndpointGenerator(_EndpointMixin, Generator):
         self.examples_ = list(state["examples"])
         self.text_column_, self.label_column_ = state["text_column"], state["label_column"]
         self.classes_, self.class_shares_ = list(state["classes"]), list(state["class_shares"])
-
-    def save(self, path: str | Path, *, overwrite: bool = False, encrypt: bool = False, key: Any = None) -> Path:
-        """Write the model directory: endpoint.json (examples), manifest (config, no API key)."""
-        from synthkit.artifacts import write_model_dir
-
-        self._check_fitted()
-        tensors, files = self._state()
-        manifest = {"generator": self.registry_name, "config": self.config.model_dump(mode="json"),
-                    "data_kind": "text", "data_fingerprint": self.data_fingerprint_, "n_rows": self.n_rows_,
-                    "fit_report": _jsonable(self.fit_report_),
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files, overwrite=overwrite,
-                               encrypt=encrypt, key=key)
-
-    @classmethod
-    def _from_artifact(cls: type[G], artifact: Any, *, trust_pickle: bool = False) -> G:
-        manifest = artifact.manifest
-        gen = cls(**manifest["config"])
-        gen.data_fingerprint_ = manifest["data_fingerprint"]
-        gen.n_rows_ = manifest["n_rows"]
-        gen.fit_report_ = manifest.get("fit_report", {})
-        gen._restore(artifact.tensors, artifact.files, trust_pickle=trust_pickle)
-        return gen
-
-    # --- table interface (not used by text models) --------------------------------------------
-    def _fit(self, df: Any, schema: Any, *, resume: bool) -> None:  # pragma: no cover
-        raise ConfigError(f"{self.registry_name} is fitted through fit(corpus).")
-
-    def _sample(self, n: int, *, rng: Any, conditions: Any) -> Any:  # pragma: no cover
-        raise ConfigError(f"{self.registry_name} samples through sample(n).")
-
-    def sample_batches(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover
-        raise ConfigError(f"{self.registry_name} samples through sample(n).")
-

@@ -31,7 +31,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -47,7 +46,11 @@ from synthkit.errors import (
     MissingDependencyError,
     NotFittedError,
 )
-from synthkit.generators.base import Generator, GeneratorConfig, _check_n, _jsonable
+from synthkit.generators.base import (
+    GeneratorConfig,
+    NonTabularGenerator,
+    _check_n,
+)
 from synthkit.generators.text.gpt import _as_documents, _fingerprint
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state, seeded
 from synthkit.nn.privacy import DPConfig, SGDBudget
@@ -354,12 +357,13 @@ def _pick(batch: torch.Tensor, length: int, label_dropout: float, generator: tor
 
 
 # --- the generator -----------------------------------------------------------------------------
-class TextHFGenerator(Generator):
+class TextHFGenerator(NonTabularGenerator):
     """``text/hf``: fit a LoRA adapter of a local Hugging Face causal LM on a corpus (a TextCorpus,
     a table's text column or a list of strings); ``sample(n, conditions={"label": v}, seed=)``
     returns a polars DataFrame of new documents, like ``text/gpt``."""
 
     name: ClassVar[str] = "text/hf"
+    data_kind: ClassVar[str] = "text"
     config_class: ClassVar[type[GeneratorConfig]] = TextHFConfig
     config: TextHFConfig
     min_rows: ClassVar[int] = 2
@@ -711,44 +715,6 @@ class TextHFGenerator(Generator):
         self.class_shares_ = list(state["class_shares"])
         load_module_state({_NET: self.net_}, tensors)
         self.net_.eval()
-
-    def save(self, path: str | Path, *, overwrite: bool = False, encrypt: bool = False, key: Any = None) -> Path:
-        """Write the model directory: the adapter (weights.safetensors), hf.json, manifest.json."""
-        from synthkit.artifacts import write_model_dir
-
-        self._check_fitted()
-        tensors, files = self._state()
-        manifest = {
-            "generator": self.registry_name,
-            "config": self.config.model_dump(mode="json"),
-            "data_kind": "text",
-            "data_fingerprint": self.data_fingerprint_,
-            "n_rows": self.n_rows_,
-            "fit_report": _jsonable(self.fit_report_),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files,
-                               overwrite=overwrite, encrypt=encrypt, key=key)
-
-    @classmethod
-    def _from_artifact(cls: type[G], artifact: Any, *, trust_pickle: bool = False) -> G:
-        manifest = artifact.manifest
-        gen = cls(**manifest["config"])
-        gen.data_fingerprint_ = manifest["data_fingerprint"]
-        gen.n_rows_ = manifest["n_rows"]
-        gen.fit_report_ = manifest.get("fit_report", {})
-        gen._restore(artifact.tensors, artifact.files, trust_pickle=trust_pickle)
-        return gen
-
-    # --- table interface (not used by text models) ---------------------------------------------
-    def _fit(self, df: Any, schema: Any, *, resume: bool) -> None:  # pragma: no cover
-        raise ConfigError(f"{self.registry_name} is fitted through fit(corpus).")
-
-    def _sample(self, n: int, *, rng: Any, conditions: Any) -> Any:  # pragma: no cover
-        raise ConfigError(f"{self.registry_name} samples through sample(n).")
-
-    def sample_batches(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover
-        raise ConfigError(f"{self.registry_name} samples through sample(n).")
 
 
 # --- helpers ------------------------------------------------------------------------------------
