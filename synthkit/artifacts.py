@@ -24,6 +24,8 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,9 +109,7 @@ def write_model_dir(
     if dest.exists() and not overwrite:
         raise SinkExistsError(f"Model directory already exists: {dest}")
     sealing_key = resolve_model_key(key, required=True) if (encrypt or key is not None) else None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with staged_dir(dest, overwrite=overwrite) as tmp:
         contents: dict[str, bytes] = {
             WEIGHTS: st_save(
                 {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in tensors.items()}
@@ -140,6 +140,21 @@ def write_model_dir(
         }
         full["digest"] = sha256_bytes(canonical_json(full).encode())
         (tmp / MANIFEST).write_text(canonical_json(full), encoding="utf-8")
+    return dest
+
+
+@contextmanager
+def staged_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory in a hidden staging folder beside ``path``; it takes ``path``'s place only
+    when the block succeeds (a failure leaves the old directory, or none, and no staging folder)."""
+    dest = Path(path)
+    if dest.exists() and not overwrite:
+        raise SinkExistsError(f"Model directory already exists: {dest}",
+                              hint="Pass overwrite=True or choose another path.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
         if dest.exists():
             backup = dest.with_name(f".{dest.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -151,7 +166,29 @@ def write_model_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
+
+
+def write_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a composite model's state JSON with its digest, in canonical form."""
+    full = dict(state)
+    full["digest"] = sha256_bytes(canonical_json(full).encode())
+    Path(path).write_text(canonical_json(full), encoding="utf-8")
+
+
+def read_state(path: str | Path, *, format_version: int, what: str, hint: str) -> dict[str, Any]:
+    """Read what :func:`write_state` wrote; a missing file, a changed byte or another format
+    version is an :class:`ArtifactError` (``what`` names the model kind, ``hint`` how to make one)."""
+    state_path = Path(path)
+    if not state_path.is_file():
+        raise ArtifactError(f"{state_path.parent} is not a {what} directory (no {state_path.name}).", hint=hint)
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    digest = state.pop("digest", None)
+    if digest != sha256_bytes(canonical_json(state).encode()):
+        raise ArtifactError(f"{state_path} does not match its digest: it was changed after saving.")
+    if state.get("format_version") != format_version:
+        raise ArtifactError(f"{state_path} has format version {state.get('format_version')}; "
+                            f"this synthkit reads {format_version}.")
+    return state
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -43,10 +43,6 @@ JSON). No pickle.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -487,17 +483,11 @@ class RelationalSynthesizer:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``relational.json`` plus one model directory per table (safetensors + JSON)."""
         from synthkit import __version__
-        from synthkit.artifacts import canonical_json, sha256_bytes
-        from synthkit.errors import SinkExistsError
+        from synthkit.artifacts import staged_dir, write_state
 
         self._check_fitted()
         dest = Path(path)
-        if dest.exists() and not overwrite:
-            raise SinkExistsError(f"Model directory already exists: {dest}",
-                                  hint="Pass overwrite=True or choose another path.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-        try:
+        with staged_dir(dest, overwrite=overwrite) as tmp:
             hashes: dict[str, str | None] = {}
             for name, gen in self.generators_.items():
                 if gen is None:
@@ -506,7 +496,7 @@ class RelationalSynthesizer:
                 sub = tmp / TABLES_DIR / name
                 gen.save(sub)
                 hashes[name] = _model_hash(sub)
-            state = {
+            write_state(tmp / STATE_FILE, {
                 "format_version": FORMAT_VERSION,
                 "synthkit_version": __version__,
                 "generator": "relational/hma",
@@ -516,40 +506,18 @@ class RelationalSynthesizer:
                 "metadata": self.metadata_,
                 "plans": {n: asdict(p) for n, p in self.plans_.items()},
                 "tables": hashes,
-            }
-            state["digest"] = sha256_bytes(canonical_json(state).encode())
-            (tmp / STATE_FILE).write_text(canonical_json(state), encoding="utf-8")
-            if dest.exists():
-                backup = dest.with_name(f".{dest.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                os.replace(dest, backup)
-                os.replace(tmp, dest)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            })
         return dest
 
     @classmethod
     def load(cls, path: str | Path) -> RelationalSynthesizer:
         """Load a directory written by :meth:`save`; every hash is checked first."""
-        from synthkit.artifacts import canonical_json, sha256_bytes
+        from synthkit.artifacts import read_state
         from synthkit.generators.registry import load as load_generator
 
         root = Path(path)
-        state_path = root / STATE_FILE
-        if not state_path.is_file():
-            raise ArtifactError(f"{root} is not a relational model directory (no {STATE_FILE}).",
-                                hint="Save one with RelationalSynthesizer.save(path).")
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        digest = state.pop("digest", None)
-        if digest != sha256_bytes(canonical_json(state).encode()):
-            raise ArtifactError(f"{state_path} does not match its digest: it was changed after saving.")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ArtifactError(f"{state_path} has format version {state.get('format_version')}; "
-                                f"this synthkit reads {FORMAT_VERSION}.")
+        state = read_state(root / STATE_FILE, format_version=FORMAT_VERSION, what="relational model",
+                           hint="Save one with RelationalSynthesizer.save(path).")
         synth = cls(**state["config"])
         generators: dict[str, Any] = {}
         for name, expected in state["tables"].items():

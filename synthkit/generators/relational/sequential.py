@@ -36,9 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -700,17 +697,11 @@ class SequentialSynthesizer:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``sequential.json``, ``static/`` and ``events/`` (safetensors + JSON), atomically."""
         from synthkit import __version__
-        from synthkit.artifacts import canonical_json, manifest_hash, sha256_bytes, write_model_dir
-        from synthkit.errors import SinkExistsError
+        from synthkit.artifacts import manifest_hash, staged_dir, write_model_dir, write_state
 
         self._check_fitted()
         dest = Path(path)
-        if dest.exists() and not overwrite:
-            raise SinkExistsError(f"Model directory already exists: {dest}",
-                                  hint="Pass overwrite=True or choose another path.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-        try:
+        with staged_dir(dest, overwrite=overwrite) as tmp:
             self.static_generator_.save(tmp / STATIC_DIR)
             tensors = module_state({_NET: self.net_})
             metas = {}
@@ -745,39 +736,18 @@ class SequentialSynthesizer:
                 "models": {STATIC_DIR: manifest_hash(tmp / STATIC_DIR),
                            EVENTS_DIR: manifest_hash(tmp / EVENTS_DIR)},
             }
-            state["digest"] = sha256_bytes(canonical_json(state).encode())
-            (tmp / STATE_FILE).write_text(canonical_json(state), encoding="utf-8")
-            if dest.exists():
-                backup = dest.with_name(f".{dest.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                os.replace(dest, backup)
-                os.replace(tmp, dest)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_state(tmp / STATE_FILE, state)
         return dest
 
     @classmethod
     def load(cls, path: str | Path) -> SequentialSynthesizer:
         """Load a directory written by :meth:`save`; every hash is checked first."""
-        from synthkit.artifacts import canonical_json, manifest_hash, read_model_dir, sha256_bytes
+        from synthkit.artifacts import manifest_hash, read_model_dir, read_state
         from synthkit.generators.registry import load as load_generator
 
         root = Path(path)
-        state_path = root / STATE_FILE
-        if not state_path.is_file():
-            raise ArtifactError(f"{root} is not a sequential model directory (no {STATE_FILE}).",
-                                hint="Save one with SequentialSynthesizer.save(path).")
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        digest = state.pop("digest", None)
-        if digest != sha256_bytes(canonical_json(state).encode()):
-            raise ArtifactError(f"{state_path} does not match its digest: it was changed after saving.")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ArtifactError(f"{state_path} has format version {state.get('format_version')}; "
-                                f"this synthkit reads {FORMAT_VERSION}.")
+        state = read_state(root / STATE_FILE, format_version=FORMAT_VERSION, what="sequential model",
+                           hint="Save one with SequentialSynthesizer.save(path).")
         for sub, expected in state["models"].items():
             if manifest_hash(root / sub) != expected:
                 raise ArtifactError(f"The model in {root / sub} is not the one saved.",
