@@ -14,6 +14,13 @@ Feature network (pluggable, ``features=``):
   the architecture and does not depend on torchvision), e.g.
   ``TorchModuleFeatures(inception, weights_path="pt_inception.pth", input_size=299,
   name="Inception-v3")``; a module that returns ``(features, logits)`` also gives the IS.
+* A TorchScript file by path: ``evaluate_images(real, synthetic, features="inception.pt")`` (or
+  :func:`feature_network`) loads it with ``torch.jit.load`` on the CPU, offline (a ``.pt2`` file
+  of ``torch.export.save`` with ``torch.export.load``). Its input size,
+  channels and name come from a ``synthkit.json`` extra file saved with it, if any (see
+  :func:`save_feature_network`), else from the keyword arguments; the report then says
+  ``FID (features: <name>)``. This is the way to use Inception-v3 without torchvision: script it
+  once where torchvision is installed (e.g. pytorch-fid's ``InceptionV3``) and pass the file.
 
 Memorisation works on pixels (scaled to [0, 1]): for each synthetic image, its distance to the
 nearest training image ``d1`` over the median nearest-neighbour distance among training images
@@ -27,7 +34,11 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
+import os
+import secrets
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -179,7 +190,10 @@ class TorchModuleFeatures:
 
                 state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
             self.module.load_state_dict(state)
-        self.module.eval()
+        try:
+            self.module.eval()
+        except NotImplementedError:  # a torch.export program's module: exported in eval mode already
+            pass
         self.fitted_ = True
         return self
 
@@ -193,7 +207,8 @@ class TorchModuleFeatures:
                 out = self.module(_to_tensor(images.subset(slice(start, start + 256)), size, self.channels))
                 if isinstance(out, (tuple, list)):
                     feats.append(out[0].float().flatten(1).numpy())
-                    logits.append(out[1].float().numpy())
+                    if len(out) > 1:
+                        logits.append(out[1].float().flatten(1).numpy())
                 else:
                     feats.append(out.float().flatten(1).numpy())
         return np.concatenate(feats).astype(np.float64), (np.concatenate(logits) if logits else None)
@@ -204,6 +219,87 @@ class TorchModuleFeatures:
     def probabilities(self, images: ImageSet) -> np.ndarray | None:
         logits = self._forward(images)[1]
         return None if logits is None else _softmax(logits.astype(np.float64))
+
+
+#: Name of the JSON file stored inside a TorchScript feature network with its settings.
+FEATURE_META_FILE = "synthkit.json"
+
+
+def feature_network(path: str | Path, *, input_size: int | None = None, channels: int | None = None,
+                    name: str | None = None) -> TorchModuleFeatures:
+    """A TorchScript feature network from a local file (e.g. a scripted Inception-v3), on the CPU.
+
+    Settings saved in the file (:func:`save_feature_network`) are used unless given here; the
+    name defaults to the file's stem. Nothing is downloaded.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"Feature network file not found: {path}",
+            hint="Give the path of a local TorchScript file (torch.jit.save); synthkit downloads nothing.",
+        )
+    if path.suffix == ".safetensors":
+        raise ConfigError(
+            f"{path.name} holds weights only, not a network.",
+            hint="Build the module yourself and pass TorchModuleFeatures(module, weights_path=...), "
+            "or save a TorchScript file (torch.jit.script(module).save(...)) and pass its path.",
+        )
+    extra = {FEATURE_META_FILE: ""}
+    kind = "torch.export (.pt2)" if path.suffix == ".pt2" else "TorchScript"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates torch.jit
+            if path.suffix == ".pt2":
+                module = torch.export.load(str(path), extra_files=extra).module()
+            else:
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for a foreign file
+        raise DataError(
+            f"{path} is not a {kind} file torch {torch.__version__} can load ({type(exc).__name__}).",
+            hint="Save the feature network with torch.jit.script(module).save(path) "
+            "(or synthkit.evaluate.images.save_feature_network), or torch.export.save(...) as .pt2.",
+        ) from exc
+    meta: dict[str, Any] = {}
+    if extra[FEATURE_META_FILE]:
+        try:
+            meta = json.loads(extra[FEATURE_META_FILE])
+        except ValueError as exc:
+            raise DataError(f"{path}: its {FEATURE_META_FILE} is not valid JSON.") from exc
+    features = TorchModuleFeatures(
+        module,
+        input_size=input_size if input_size is not None else meta.get("input_size"),
+        channels=channels if channels is not None else meta.get("channels"),
+        name=name or meta.get("name") or path.stem,
+    )
+    features.source_ = str(path)
+    return features
+
+
+def save_feature_network(module: Any, path: str | Path, *, input_size: int | None = None,
+                         channels: int | None = None, name: str | None = None) -> Path:
+    """Script ``module`` (unless it already is) and save it with its settings, for :func:`feature_network`."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.eval())
+    meta = json.dumps({"input_size": input_size, "channels": channels, "name": name}, sort_keys=True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(scripted, buffer, _extra_files={FEATURE_META_FILE: meta})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    try:  # via a temporary file and a rename: never half a file
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -219,7 +315,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a singular product is handled just below
@@ -386,7 +481,7 @@ def evaluate_images(
     real: ImageSet,
     synthetic: ImageSet,
     *,
-    features: ImageFeatures | None = None,
+    features: ImageFeatures | str | Path | None = None,
     k: int = 3,
     copy_threshold: float = 0.25,
     max_images: int = 2000,
@@ -395,7 +490,9 @@ def evaluate_images(
 ) -> ImageReport:
     """Compare ``synthetic`` images with the ``real`` (training) images; see the module docstring.
 
-    ``max_images`` caps how many of each set the quality metrics use (a seeded sample).
+    ``features``: a feature network, the path of a TorchScript one (:func:`feature_network`),
+    or None for the domain CNN. ``max_images`` caps how many of each set the quality metrics use
+    (a seeded sample).
     """
     from synthkit import __version__
 
@@ -412,6 +509,8 @@ def evaluate_images(
     rng = np.random.default_rng(seed)
     r = real.subset(np.sort(rng.permutation(len(real))[:max_images]))
     s = synthetic.subset(np.sort(rng.permutation(len(synthetic))[:max_images]))
+    if isinstance(features, (str, Path)):
+        features = feature_network(features)
     net = features if features is not None else DomainCNNFeatures(seed=seed)
     if not getattr(net, "fitted_", False):  # a fitted network is reused as given (benchmarks)
         net = net.fit(r)

@@ -1,7 +1,7 @@
 """image/dcgan: a deep convolutional GAN (Radford et al., 2016), class-conditional, with a
 mode-collapse monitor.
 
-* Generator net: a linear layer from the noise (plus a class embedding) to a ``H/4 × W/4`` grid,
+* Generator net: a linear layer from the noise (concatenated with a class embedding) to a ``H/4 × W/4`` grid,
   two stride-2 transposed convolutions with BatchNorm and ReLU, ``tanh`` out.
 * Discriminator net: two stride-2 convolutions with LeakyReLU and spectral normalisation
   (Miyato et al., 2018) on every layer, a linear score, and for a labelled set a projection term (Miyato & Koyama, 2018): the inner
@@ -39,7 +39,7 @@ from synthkit.nn import (
 )
 
 _STATE_FILE = "image_dcgan.json"
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: the class embedding is concatenated to the noise
 #: Seed of the monitor's fixed noise and of its choice of real images.
 _MONITOR_SEED = 20_240_909
 #: Neighbours that set a real image's radius in the coverage measure.
@@ -70,8 +70,9 @@ class DCGANGeneratorNet(nn.Module):
         self.latent_dim = latent_dim
         self.grid = (channels * 2, h // 4, w // 4)
         self.embed = nn.Embedding(n_classes, latent_dim) if n_classes else None
+        inputs = latent_dim * 2 if n_classes else latent_dim
         self.fc = nn.Sequential(
-            nn.Linear(latent_dim, int(np.prod(self.grid)), bias=False),
+            nn.Linear(inputs, int(np.prod(self.grid)), bias=False),
             nn.BatchNorm1d(int(np.prod(self.grid))), nn.ReLU(),
         )
         self.net = nn.Sequential(
@@ -80,8 +81,11 @@ class DCGANGeneratorNet(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None and y is not None:
-            z = z * self.embed(y)  # multiplicative conditioning: the class gates each noise unit
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("A class-conditional DCGAN generator needs a class per image.")
+            # concatenated, not multiplied: a gate on the noise left the class weak after short runs
+            z = torch.cat([z, self.embed(y)], dim=1)
         return self.net(self.fc(z).view(-1, *self.grid))
 
 
