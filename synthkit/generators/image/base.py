@@ -18,8 +18,6 @@ import json
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -27,7 +25,11 @@ import torch
 from pydantic import Field, field_validator
 
 from synthkit.errors import ConfigError, DataError, NotFittedError
-from synthkit.generators.base import Generator, GeneratorConfig, _check_n, _jsonable
+from synthkit.generators.base import (
+    GeneratorConfig,
+    NonTabularGenerator,
+    _check_n,
+)
 from synthkit.images import LABEL, ImageSet
 from synthkit.nn import Trainer, TrainingTask, TrainResult
 
@@ -65,12 +67,13 @@ class ImageConfig(GeneratorConfig):
         return None if value is None else str(value)
 
 
-class ImageGenerator(Generator):
+class ImageGenerator(NonTabularGenerator):
     """Base of the image families: they implement ``_fit_images``, ``_sample_images``,
     ``_state`` and ``_restore`` (plus ``levels``, how often their networks halve the image)."""
 
     config_class: ClassVar[type[GeneratorConfig]] = ImageConfig
     config: ImageConfig
+    data_kind: ClassVar[str] = "images"
     #: Fewer training images than this raise DataError.
     min_rows: ClassVar[int] = 2
     supports_resume: ClassVar[bool] = True
@@ -254,51 +257,20 @@ class ImageGenerator(Generator):
         )
 
     # --- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False, encrypt: bool = False, key: Any = None) -> Path:
-        """Write the fitted model to a directory: weights.safetensors + JSON (see synthkit.artifacts)."""
-        from synthkit.artifacts import write_model_dir
+    def _manifest_extra(self) -> dict[str, Any]:
+        return {"image_shape": list(self.image_shape_), "classes": self.classes_,
+                "class_shares": self.class_shares_}
 
-        self._check_fitted()
-        tensors, files = self._state()
-        manifest = {
-            "generator": self.registry_name,
-            "config": self.config.model_dump(mode="json"),
-            "data_kind": "images",
-            "image_shape": list(self.image_shape_),
-            "classes": self.classes_,
-            "class_shares": self.class_shares_,
-            "data_fingerprint": self.data_fingerprint_,
-            "n_rows": self.n_rows_,
-            "fit_report": _jsonable(self.fit_report_),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        return write_model_dir(path, manifest=manifest, tensors=tensors, files=files,
-                               overwrite=overwrite, encrypt=encrypt, key=key)
-
-    @classmethod
-    def _from_artifact(cls: type[G], artifact: Any, *, trust_pickle: bool = False) -> G:
-        manifest = artifact.manifest
-        gen = cls(**manifest["config"])
-        gen.image_shape_ = tuple(int(d) for d in manifest["image_shape"])
-        gen.classes_ = list(manifest.get("classes", []))
-        gen.class_shares_ = list(manifest.get("class_shares", []))
-        gen.data_fingerprint_ = manifest["data_fingerprint"]
-        gen.n_rows_ = manifest["n_rows"]
-        gen.fit_report_ = manifest.get("fit_report", {})
-        gen._restore(artifact.tensors, artifact.files, trust_pickle=trust_pickle)
-        return gen
+    def _restore_manifest(self, manifest: Mapping[str, Any]) -> None:
+        self.image_shape_ = tuple(int(d) for d in manifest["image_shape"])
+        self.classes_ = list(manifest.get("classes", []))
+        self.class_shares_ = list(manifest.get("class_shares", []))
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet.", hint="Call fit(images) first.")
 
     # --- what families implement ---------------------------------------------------------------
-    def _fit(self, df: Any, schema: Any, *, resume: bool) -> None:  # pragma: no cover - tables only
-        raise ConfigError(f"{self.registry_name} learns images, not tables.")
-
-    def _sample(self, n: int, *, rng: Any, conditions: Any) -> Any:  # pragma: no cover - tables only
-        raise ConfigError(f"{self.registry_name} samples images, not tables.")
-
     @abstractmethod
     def _fit_images(self, matrix: np.ndarray, *, resume: bool) -> None:
         """Train on ``matrix``: one row per image, pixels in [-1, 1] (C, H, W flattened), class last."""
