@@ -56,22 +56,35 @@ class StepContext:
         return self.private.hooks_paused() if self.private is not None else nullcontext()
 
     def optimize(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, retain_graph: bool = False
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        *,
+        retain_graph: bool = False,
+        rows: torch.Tensor | None = None,
     ) -> None:
         """Zero the gradients, back-propagate ``loss`` and take one optimizer step.
 
         In a private run an optimizer of a network that touches real rows is Opacus' wrapper:
-        per-sample clipping and noise happen in its step.
+        per-sample clipping and noise happen in its step. ``rows`` (per-row losses whose mean
+        is ``loss``, from tasks with ``dp_row_losses``) let it clip by ghost clipping.
         """
         if self.private is not None:
             optimizer = self.private.optimizer_for(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward(retain_graph=retain_graph)
+            optimizer.zero_grad(set_to_none=True)
+            self.private.backward(loss, optimizer, rows, retain_graph=retain_graph)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward(retain_graph=retain_graph)
         optimizer.step()
 
 
 class TrainingTask(ABC):
     """What a family hands the Trainer: its networks, optimizers and one optimisation step."""
+
+    #: True when ``train_step`` passes ``rows=`` (per-row losses) to ``ctx.optimize`` for its
+    #: private optimizers: DP-SGD may then clip by Opacus' ghost clipping (no per-row gradients).
+    dp_row_losses: bool = False
 
     @abstractmethod
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -277,7 +290,7 @@ class Trainer:
             self.dp, n_rows=n_rows, batch_size=self.batch_size, epochs=self.epochs
         )
         noise = torch.Generator(device=self.device).manual_seed(seed + 3)
-        private.attach(modules, optimizers, names, noise)
+        private.attach(modules, optimizers, names, noise, row_losses=task.dp_row_losses)
         return private
 
     def _loop(

@@ -246,6 +246,8 @@ class ARGNTrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
+    dp_row_losses = True  # train_step hands ctx.optimize its per-row losses
+
     def private_modules(self) -> tuple[list[str], list[str]]:
         """The trained network reads real rows (the weight average only follows it)."""
         return [_NET], ["adam"]
@@ -274,8 +276,9 @@ class ARGNTrainingTask(TrainingTask):
         order = self.orders(tokens.shape[0], ctx.generator)
         with ctx.autocast():
             nll = self.net.nll(tokens, order, generator=ctx.generator)
-        loss = nll.float().mean()
-        ctx.optimize(loss, self.optimizer)
+        rows = nll.float()
+        loss = rows.mean()
+        ctx.optimize(loss, self.optimizer, rows=rows)
         if self.ema is not None and self.ema_decay is not None:
             decay = min(self.ema_decay, (1.0 + ctx.step) / (10.0 + ctx.step))
             with torch.no_grad():

@@ -347,6 +347,8 @@ class DDPMTrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adamw": self.optimizer}
 
+    dp_row_losses = True  # train_step hands ctx.optimize its per-row losses
+
     def private_modules(self) -> tuple[list[str], list[str]]:
         """The denoiser is the one network that sees real rows; the moving average of its
         weights is computed from the privatised updates (post-processing)."""
@@ -403,8 +405,9 @@ class DDPMTrainingTask(TrainingTask):
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate * share_left
         gaussian, multinomial = self.row_losses(self.net, batch, ctx.generator, ctx, reveal=True)
-        loss = (gaussian + multinomial).mean()
-        ctx.optimize(loss, self.optimizer)
+        rows = gaussian + multinomial
+        loss = rows.mean()
+        ctx.optimize(loss, self.optimizer, rows=rows)
         self._update_ema(ctx.step)
         return {
             "loss": loss.detach(),

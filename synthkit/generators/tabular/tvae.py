@@ -183,13 +183,26 @@ def tvae_losses(
     logvar: torch.Tensor,
     layout: _Layout,
     loss_factor: float,
+    *,
+    per_row: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted reconstruction loss and KL divergence, both per row (TVAE's loss).
+    """Weighted reconstruction loss and KL divergence, both per row (TVAE's loss): their means
+    over the batch, or (``per_row``) one value per row, as DP-SGD's ghost clipping needs.
 
     Alpha values: Gaussian negative log-likelihood of the target given ``tanh`` of the output
     and the learned ``sigma``; one-hot blocks: cross-entropy against the one-hot target.
     """
     rows = target.shape[0]
+    if per_row:
+        total = raw.new_zeros(rows)
+        if layout.n_alpha:
+            diff = target.index_select(1, layout.alpha) - torch.tanh(raw.index_select(1, layout.alpha))
+            total = total + (diff.square() / (2.0 * sigma.square())).sum(1) + torch.log(sigma).sum()
+        if layout.n_blocks:
+            lse = layout.blocks.logsumexp(layout.blocks.gather(raw)).sum(1)
+            total = total + lse - (raw * (target * layout.slot_mask)).sum(1)
+        kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp(), dim=1)
+        return total * loss_factor, kl
     total = raw.new_zeros(())
     if layout.n_alpha:
         diff = target.index_select(1, layout.alpha) - torch.tanh(raw.index_select(1, layout.alpha))
@@ -230,6 +243,8 @@ class TVAETrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
+    dp_row_losses = True  # a private step hands ctx.optimize its per-row losses
+
     def private_modules(self) -> tuple[list[str], list[str]]:
         """Both networks see real rows (the encoder reads them, the decoder rebuilds them)."""
         return ["encoder", _DECODER], ["adam"]
@@ -240,9 +255,15 @@ class TVAETrainingTask(TrainingTask):
             mu, logvar = self.encoder(batch)
             eps = torch.randn(mu.shape, generator=ctx.generator, device=ctx.device)
             raw = self.decoder(mu + eps * torch.exp(0.5 * logvar))
-        reconstruction, kl = self._losses(raw, batch, mu, logvar)
-        loss = reconstruction + kl
-        ctx.optimize(loss, self.optimizer)
+        if ctx.private is not None:  # per-row losses: DP-SGD clips each row's gradient
+            recon_rows, kl_rows = self._losses(raw, batch, mu, logvar, per_row=True)
+            rows = recon_rows + kl_rows
+            reconstruction, kl, loss = recon_rows.mean(), kl_rows.mean(), rows.mean()
+            ctx.optimize(loss, self.optimizer, rows=rows)
+        else:
+            reconstruction, kl = self._losses(raw, batch, mu, logvar)
+            loss = reconstruction + kl
+            ctx.optimize(loss, self.optimizer)
         with torch.no_grad():
             self.decoder.sigma.clamp_(_SIGMA_MIN, _SIGMA_MAX)
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
@@ -263,7 +284,13 @@ class TVAETrainingTask(TrainingTask):
         return total / data.shape[0]
 
     def _losses(
-        self, raw: torch.Tensor, batch: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+        self,
+        raw: torch.Tensor,
+        batch: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        *,
+        per_row: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss in float32, whatever precision the forward pass ran in."""
         return tvae_losses(
@@ -274,6 +301,7 @@ class TVAETrainingTask(TrainingTask):
             logvar.float(),
             self.layout,
             self.loss_factor,
+            per_row=per_row,
         )
 
 

@@ -245,6 +245,8 @@ class _GPTTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adamw": self.optimizer}
 
+    dp_row_losses = True  # train_step hands ctx.optimize its per-row losses
+
     def private_modules(self) -> tuple[list[str], list[str]]:
         return [_NET], ["adamw"]
 
@@ -258,8 +260,9 @@ class _GPTTask(TrainingTask):
             labels = torch.where(drop, torch.full_like(labels, self.net.no_label), labels)
         with ctx.autocast():
             total, count = self.net.nll(tokens, labels, generator=ctx.generator)
-        loss = (total / count.clamp(min=1)).mean()
-        ctx.optimize(loss, self.optimizer)
+        rows = total / count.clamp(min=1)
+        loss = rows.mean()
+        ctx.optimize(loss, self.optimizer, rows=rows.float())
         return {"loss": loss.detach()}
 
 
