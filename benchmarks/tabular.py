@@ -70,6 +70,9 @@ class Run:
     evaluate_s: float = 0.0  # synthkit evaluate (quality + privacy) seconds, same data
     ours_overall: float = 0.0  # synthkit's quality.overall, the cross-check
     fast_sample_rows_per_s: float | None = None  # tabular/ddpm with its fast (DDIM) sampler
+    load: float | None = None  # the machine's 1-minute load average when the fit ended
+    fit_cpu_s: float | None = None  # CPU seconds of this process during the fit
+    sample_cpu_rows_per_s: float | None = None  # sampled rows per CPU second
 
 
 def load_table(key: str) -> pl.DataFrame:
@@ -90,12 +93,15 @@ def quality(real: pl.DataFrame, synthetic: pl.DataFrame, metadata: dict) -> floa
 def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> tuple[float, float, pl.DataFrame]:
     import synthkit as sk
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     gen = sk.create(name, seed=seed, **params).fit(real, schema=schema)
     fit_s = time.perf_counter() - started
-    started = time.perf_counter()
+    bench_synthkit.fit_cpu = time.process_time() - cpu
+    bench_synthkit.load = _load()
+    started, cpu = time.perf_counter(), time.process_time()
     gen.sample(SAMPLE_ROWS_FOR_SPEED, seed=seed + 1)
     rate = SAMPLE_ROWS_FOR_SPEED / (time.perf_counter() - started)
+    bench_synthkit.sample_cpu_rate = SAMPLE_ROWS_FOR_SPEED / (time.process_time() - cpu)
     if hasattr(gen, "with_sampler"):  # diffusion: the fast sampler's speed too
         fast = gen.with_sampler("ddim")
         started = time.perf_counter()
@@ -108,14 +114,25 @@ def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict
     import sdv.single_table as single
 
     frame = real.to_pandas()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     synth = getattr(single, cls_name)(schema.to_sdv(), **params)
     synth.fit({"table": frame} if _sdv_takes_dicts() else frame)
     fit_s = time.perf_counter() - started
-    started = time.perf_counter()
+    bench_synthkit.fit_cpu = time.process_time() - cpu
+    bench_synthkit.load = _load()
+    started, cpu = time.perf_counter(), time.process_time()
     _one_table(synth.sample(SAMPLE_ROWS_FOR_SPEED))
     rate = SAMPLE_ROWS_FOR_SPEED / (time.perf_counter() - started)
+    bench_synthkit.sample_cpu_rate = SAMPLE_ROWS_FOR_SPEED / (time.process_time() - cpu)
     return fit_s, rate, pl.from_pandas(_one_table(synth.sample(real.height)))
+
+
+def _load() -> float | None:
+    """The 1-minute load average (None where the OS has none): other jobs slow both engines."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _sdv_takes_dicts() -> bool:
@@ -190,7 +207,9 @@ def main() -> None:
                 evaluate_s = time.perf_counter() - started
                 run = Run(key, label, engine, real.height, real.width, fit_s, rate, score,
                           quality_s, evaluate_s, ours.value("quality.overall") or 0.0,
-                          bench_synthkit.fast_rate if engine == "synthkit" else None)
+                          bench_synthkit.fast_rate if engine == "synthkit" else None,
+                          bench_synthkit.load, bench_synthkit.fit_cpu,
+                          bench_synthkit.sample_cpu_rate)
                 runs.append(run)
                 RESULTS_DIR.mkdir(exist_ok=True)
                 partial.write_text(json.dumps([asdict(r) for r in runs], indent=1))
@@ -226,8 +245,15 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
         "Quality: SDMetrics QualityReport score of a sample as large as the real table, both "
         "engines given the same metadata (synthkit's inferred schema exported to SDV). Fit: wall "
         f"seconds on the whole table. Sample: rows per second for {SAMPLE_ROWS_FOR_SPEED:,} rows.",
-        "",
     ]
+    loads = [r.load for r in runs if r.load is not None]
+    if loads:
+        lines.append(
+            f"Machine load (1-minute load average on {os.cpu_count()} cores) when the fits ended: "
+            f"{min(loads):.1f}–{max(loads):.1f}; other jobs shared the cores, so compare the two "
+            "engines' figures within a row (their fits ran back to back), not across sections."
+        )
+    lines.append("")
     by_key: dict[tuple[str, str], dict[str, Run]] = {}
     for run in runs:
         by_key.setdefault((run.table, run.family), {})[run.engine] = run
@@ -250,6 +276,8 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
             f"{a.sample_rows_per_s:,.0f} | {b.sample_rows_per_s:,.0f} | "
             f"{a.sample_rows_per_s / b.sample_rows_per_s:.1f}× |"
         )
+    lines += cpu_table(by_key)
+    lines += issue_targets(by_key)
     fast = [r for r in runs if r.fast_sample_rows_per_s]
     if fast:
         lines += ["", "Fast sampler (`gen.with_sampler(\"ddim\")`, same weights): " + ", ".join(
@@ -277,6 +305,53 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.with_suffix(".json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def _timed_pairs(by_key: dict[tuple[str, str], dict[str, Run]]) -> list[tuple]:
+    return [(k, p["synthkit"], p["SDV"]) for k, p in by_key.items()
+            if "SDV" in p and p["synthkit"].fit_cpu_s and p["SDV"].fit_cpu_s]
+
+
+def cpu_table(by_key: dict[tuple[str, str], dict[str, Run]]) -> list[str]:
+    """CPU seconds of each fit and rows per CPU second of sampling: on a shared machine these
+    move far less with the other jobs' load than wall seconds do."""
+    rows = _timed_pairs(by_key)
+    if not rows:
+        return []
+    lines = ["", "CPU time of this process (load-independent where the fit runs on one thread):", "",
+             "| table | family | fit CPU s synthkit | fit CPU s SDV | synthkit ÷ SDV | "
+             "sample rows/CPU-s synthkit | sample rows/CPU-s SDV | synthkit ÷ SDV |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (table, family), a, b in rows:
+        lines.append(
+            f"| {table} | {family} | {a.fit_cpu_s:.1f} | {b.fit_cpu_s:.1f} | "
+            f"{a.fit_cpu_s / b.fit_cpu_s:.2f}× | {a.sample_cpu_rows_per_s:,.0f} | "
+            f"{b.sample_cpu_rows_per_s:,.0f} | "
+            f"{a.sample_cpu_rows_per_s / b.sample_cpu_rows_per_s:.1f}× |")
+    return lines
+
+
+def issue_targets(by_key: dict[tuple[str, str], dict[str, Run]]) -> list[str]:
+    """Issue 3's targets for the neural families against SDV's same family, row by row:
+    fit time <= 0.3x SDV's, sampling rate >= 5x SDV's, quality >= SDV's (times in CPU seconds,
+    wall-clock ratios beside them)."""
+    rows = [(k, a, b) for k, a, b in _timed_pairs(by_key) if "epochs" in k[1]]
+    if not rows:
+        return []
+    lines = ["", "Against issue 3's targets (fit time ≤ 0.3× SDV's, sampling ≥ 5× SDV's rate, "
+             "quality ≥ SDV's same family; CPU-time ratios, wall-clock ratios in brackets):", ""]
+    for (table, family), a, b in rows:
+        fit, fit_wall = a.fit_cpu_s / b.fit_cpu_s, a.fit_s / b.fit_s
+        rate = a.sample_cpu_rows_per_s / b.sample_cpu_rows_per_s
+        rate_wall = a.sample_rows_per_s / b.sample_rows_per_s
+        checks = [
+            f"fit {fit:.2f}× SDV's time [{fit_wall:.2f}×] ({'met' if fit <= 0.3 else 'not met'})",
+            f"sampling {rate:.1f}× SDV's rate [{rate_wall:.1f}×] "
+            f"({'met' if rate >= 5 else 'not met'})",
+            f"quality {a.quality - b.quality:+.4f} ({'met' if a.quality >= b.quality else 'not met'})",
+        ]
+        lines.append(f"- {table}, {family}: " + "; ".join(checks) + ".")
+    return lines
 
 
 def best_per_table(runs: list[Run]) -> list[str]:

@@ -250,13 +250,41 @@ def adam(params: Any, **options: Any) -> Any:
         return torch.optim.Adam(params, foreach=True, **options)
 
 
+#: A merged group of one-hot blocks may pad to this many times its real slots, or to this many
+#: slots, whichever is more (see BlockSoftmax).
+_MERGE_FACTOR, _MERGE_SLACK = 4, 512
+
+
+def _merge_narrow_groups(
+    by_width: dict[int, list[tuple[int, int, int]]],
+) -> dict[int, list[tuple[int, int, int]]]:
+    """Width groups merged upward (narrowest first) while the padding stays within bounds."""
+    merged: dict[int, list[tuple[int, int, int]]] = {}
+    current: list[tuple[int, int, int]] = []
+    current_width = 0
+    for padded in sorted(by_width):
+        candidate = current + by_width[padded]
+        slots = sum(width for _, _, width in candidate)
+        if len(candidate) * padded <= max(_MERGE_FACTOR * slots, _MERGE_SLACK):
+            current, current_width = candidate, padded
+            continue
+        if current:
+            merged[current_width] = current
+        current, current_width = list(by_width[padded]), padded
+    if current:
+        merged[current_width] = current
+    return merged
+
+
 class BlockSoftmax:
     """Per-block softmax and log-sum-exp over the one-hot blocks of an encoded row, in a few ops.
 
     Blocks are grouped by their width rounded up to a power of two; each group is gathered (one
     ``index_select`` for all groups) into a ``(rows, blocks, padded width)`` view whose padding
     is ``-inf``, so a per-block reduction is one op per group, however many blocks there are.
-    Memory stays within twice the slots' (a 1,000-category block pads only its own group).
+    Narrow groups are merged into the next wider one while the merged group's padded slots stay
+    within four times its real slots or 512 (each group costs a dozen small ops per training
+    step, forward and backward); a 1,000-category block still pads only its own group.
 
     ``blocks`` are ``(start, width)`` pairs in the encoded row.
     """
@@ -268,6 +296,7 @@ class BlockSoftmax:
         for order, (start, width) in enumerate(blocks):
             padded = 1 << max(width - 1, 0).bit_length()
             by_width.setdefault(padded, []).append((order, start, width))
+        by_width = _merge_narrow_groups(by_width)
         index: list[int] = []
         bias: list[float] = []
         valid: list[int] = []  # padded positions of the real slots

