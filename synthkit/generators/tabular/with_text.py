@@ -477,41 +477,19 @@ def continue_prompts(net: Any, prompts: Any, *, generator: Any, temperature: flo
     """(rows, ≤ free positions) tokens continuing ``prompts`` (rows, L) of a ``GPTNet`` in its
     "no label" mode, each row ending at its first end token (then padding), which may not come
     before ``min_tokens`` other tokens."""
-    import math
-
     import torch
 
-    from synthkit.generators.text.gpt import EOS_ID, PAD_ID, draw
-    from synthkit.nn.transformer import KVCache
+    from synthkit.generators.text.gpt import EOS_ID
 
     net.eval()
     rows, length = prompts.shape
     steps = net.max_length - length  # inputs: the label slot and the prompt, then one per new token
     if steps <= 0:
         return torch.full((rows, 1), EOS_ID, dtype=torch.long, device=prompts.device)
-    head_dim = net.dim // net.heads
-    dtype = net.head.weight.dtype
     with torch.no_grad():
-        caches = [KVCache(torch.empty(rows, net.heads, net.max_length, head_dim, device=prompts.device, dtype=dtype),
-                          torch.empty(rows, net.heads, net.max_length, head_dim, device=prompts.device, dtype=dtype))
-                  for _ in net.blocks]
+        caches = net.new_caches(rows, net.max_length, prompts.device)
         no_label = torch.full((rows,), net.no_label, dtype=torch.long, device=prompts.device)
         h = torch.cat([net.labels(no_label).unsqueeze(1), net.tokens(prompts)], dim=1)
         h = h + net.positions.weight[: length + 1]
-        out = torch.full((rows, steps), PAD_ID, dtype=torch.long, device=prompts.device)
-        done = torch.zeros(rows, dtype=torch.bool, device=prompts.device)
-        for step in range(steps):
-            for block, cache in zip(net.blocks, caches, strict=True):
-                h = block(h, cache=cache)
-            logits = net.head(net.norm(h[:, -1])).float()
-            logits[:, PAD_ID] = -math.inf
-            if step < min_tokens and step + 1 < steps:
-                logits[:, EOS_ID] = -math.inf
-            token = draw(logits, generator, temperature, top_p)
-            token = torch.where(done, torch.full_like(token, PAD_ID), token)
-            out[:, step] = token
-            done |= token == EOS_ID
-            if bool(done.all()) or step + 1 == steps:
-                return out[:, : step + 1]
-            h = (net.tokens(token) + net.positions.weight[length + 1 + step]).unsqueeze(1)
-    return out
+        return net.continue_from(h, caches, generator=generator, steps=steps, offset=length + 1,
+                                 temperature=temperature, top_p=top_p, min_tokens=min_tokens)

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
-from synthkit.errors import ConfigError, DataError, NotFittedError
+from synthkit.errors import ConfigError
 from synthkit.frames import normalise_missing, to_polars
 from synthkit.generators.base import (
     Generator,
@@ -47,6 +47,7 @@ from synthkit.generators.base import (
     _check_n,
     _jsonable,
 )
+from synthkit.generators.text.common import TextModelMixin, classes_of
 from synthkit.generators.text.endpoint_client import (
     EndpointClient,
     EndpointError,
@@ -564,7 +565,7 @@ class TabularEndpointGenerator(_EndpointMixin, Generator):
 
 
 # --- text/endpoint ---------------------------------------------------------------------------------
-class TextEndpointGenerator(_EndpointMixin, NonTabularGenerator):
+class TextEndpointGenerator(_EndpointMixin, TextModelMixin, NonTabularGenerator):
     """``text/endpoint``: documents from an LLM behind an OpenAI-compatible server, few-shot from
     the corpus and conditioned on its label; output like ``text/gpt``'s."""
 
@@ -574,40 +575,24 @@ class TextEndpointGenerator(_EndpointMixin, NonTabularGenerator):
     config: TextEndpointConfig
     min_rows: ClassVar[int] = 2
     supports_conditions: ClassVar[bool] = True
-
-    @property
-    def is_fitted(self) -> bool:
-        return hasattr(self, "examples_")
-
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet.", hint="Call fit(corpus) first.")
+    fitted_attribute: ClassVar[str] = "examples_"
 
     def fit(self: G, data: Any, *, schema: Any = None, resume: bool = False) -> G:
         """Keep an example pool from ``data`` (a TextCorpus, a DataFrame or a list of strings)."""
-        from synthkit.generators.text.gpt import _as_documents, _fingerprint
-
         if schema is not None:
             raise ConfigError(f"{self.registry_name} learns documents: it takes no table schema.")
         if resume:
             raise ConfigError(f"{self.registry_name} has no training to resume.", hint="Fit again without resume.")
         cfg = self.config
         self._check_key()  # type: ignore[attr-defined]
-        docs, labels, text_name, label_name = _as_documents(data, cfg.text_column, cfg.label_column)
-        if len(docs) < self.min_rows:
-            raise DataError(f"{self.registry_name} needs at least {self.min_rows} documents, got {len(docs)}.")
-        classes = sorted(set(labels)) if labels is not None else []
+        docs, labels, text_name, label_name = self._read_corpus(data)
+        classes = classes_of(labels, None, private=False)
         rng = np.random.default_rng(cfg.seed)
         index = np.arange(len(docs))
         if len(docs) > cfg.example_pool:
             index = np.sort(rng.choice(len(docs), cfg.example_pool, replace=False))
-        self.text_column_, self.label_column_ = text_name, (label_name if classes else None)
-        self.classes_ = classes
-        counts = Counter(labels or [])
-        self.class_shares_ = [counts[c] / len(docs) for c in classes]
+        self._keep_corpus_facts(docs, labels, text_name, label_name, classes)
         self.examples_ = [{"text": docs[i], "label": None if labels is None else labels[i]} for i in index]
-        self.data_fingerprint_ = _fingerprint(docs, labels if classes else None)
-        self.n_rows_ = len(docs)
         self.fit_report_ = {"warnings": [], "corpus": {"documents": len(docs), "classes": len(classes)},
                             "endpoint": self._endpoint_report("documents", len(self.examples_)), "fit_seconds": 0.0}
         return self
@@ -646,12 +631,9 @@ class TextEndpointGenerator(_EndpointMixin, NonTabularGenerator):
         fixed = self._check_label(conditions)
         cfg = self.config
         rng = np.random.default_rng(seed)
-        if fixed is not None:
-            wanted: list[str | None] = [fixed] * n
-        elif self.classes_:
-            wanted = [self.classes_[i] for i in rng.choice(len(self.classes_), size=n, p=self.class_shares_)]
-        else:
-            wanted = [None] * n
+        wanted = self._class_names(
+            self._draw_classes(n, None if fixed is None else self.classes_.index(fixed), rng).tolist()
+        )
         texts: list[str | None] = [None] * n
         with self._session() as (client, usage):
             for _ in range(cfg.max_rounds):
@@ -670,10 +652,7 @@ class TextEndpointGenerator(_EndpointMixin, NonTabularGenerator):
         if missing:
             raise EndpointError(f"The endpoint gave {missing} of {n} documents empty in {cfg.max_rounds} rounds.",
                                 hint="Raise max_tokens or max_rounds, or check the model.")
-        cols = {self.text_column_: pl.Series(self.text_column_, texts, pl.String)}
-        if self.label_column_ is not None:
-            cols[self.label_column_] = pl.Series(self.label_column_, wanted, pl.String)
-        return pl.DataFrame(cols)
+        return self._text_frame(texts, wanted)
 
     def _check_label(self, conditions: Mapping[str, Any] | None) -> str | None:
         if not conditions:
@@ -692,14 +671,11 @@ class TextEndpointGenerator(_EndpointMixin, NonTabularGenerator):
 
     # --- persistence --------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {}, {STATE_FILE: {"version": STATE_VERSION, "examples": self.examples_,
-                                 "text_column": self.text_column_, "label_column": self.label_column_,
-                                 "classes": self.classes_, "class_shares": self.class_shares_}}
+        return {}, {STATE_FILE: {"version": STATE_VERSION, "examples": self.examples_, **self._label_state()}}
 
     def _restore(self, tensors: dict[str, np.ndarray], files: dict[str, Any], *, trust_pickle: bool) -> None:
         from synthkit.generators.neural import family_state
 
         state = family_state(files, STATE_FILE, STATE_VERSION)
         self.examples_ = list(state["examples"])
-        self.text_column_, self.label_column_ = state["text_column"], state["label_column"]
-        self.classes_, self.class_shares_ = list(state["classes"]), list(state["class_shares"])
+        self._restore_labels(state)

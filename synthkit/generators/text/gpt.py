@@ -26,7 +26,6 @@ label" prefix and returns null labels).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -40,20 +39,19 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.nn import functional as F
 
-from synthkit.errors import (
-    ConfigError,
-    DataError,
-    EmptyDataError,
-    MissingDependencyError,
-    NotFittedError,
-)
-from synthkit.generators.base import (
-    GeneratorConfig,
-    NonTabularGenerator,
-    _check_n,
+from synthkit.errors import MissingDependencyError
+from synthkit.generators.base import GeneratorConfig, NonTabularGenerator
+from synthkit.generators.text.common import (
+    TextConfig,
+    TextModelMixin,
+    _as_documents,
+    classes_of,
+    privacy_report,
+    run_fingerprint,
+    sgd_budget,
 )
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state
-from synthkit.nn.privacy import DPConfig, SGDBudget
+from synthkit.nn.privacy import DPConfig
 from synthkit.nn.transformer import KVCache, TransformerBlock, seeded_dropout
 
 G = TypeVar("G", bound="TextGPTGenerator")
@@ -71,18 +69,9 @@ RUN_ONLY_FIELDS = frozenset(
 )
 
 
-class TextGPTConfig(GeneratorConfig):
+class TextGPTConfig(TextConfig):
     """Options of ``text/gpt`` (training names as in every family)."""
 
-    text_column: str | None = Field(
-        None, description="Text column of a table (default: its only string column)."
-    )
-    label_column: str | None = Field(
-        None, description="Label (condition) column of a table; None trains unconditionally."
-    )
-    labels: list[str] | None = Field(
-        None, description="The public label set (required with dp when there are labels)."
-    )
     vocab_size: int = Field(4000, ge=300, le=2**20, description="BPE vocabulary size (bytes + merges).")
     max_length: int = Field(128, ge=4, le=4096, description="Most tokens per document (end token included).")
     dim: int = Field(128, ge=8, description="Width of the transformer.")
@@ -118,8 +107,6 @@ class TextGPTConfig(GeneratorConfig):
     def _shape(self) -> TextGPTConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
-        if self.labels is not None and (not self.labels or len(set(self.labels)) != len(self.labels)):
-            raise ValueError("labels must be a non-empty list of distinct values")
         return self
 
 
@@ -192,31 +179,54 @@ class GPTNet(nn.Module):
     ) -> torch.Tensor:
         """(rows, ≤ max_length) token ids, each row ending at its first end token (then padding)."""
         self.eval()
-        rows, device = labels.shape[0], labels.device
         steps = min(max_length, self.max_length)
+        x = self.labels(labels) + self.positions.weight[0]
+        caches = self.new_caches(labels.shape[0], steps, labels.device)
+        return self.continue_from(x.unsqueeze(1), caches, generator=generator, steps=steps, offset=1,
+                                  temperature=temperature, top_p=top_p)
+
+    def new_caches(self, rows: int, size: int, device: torch.device) -> list[KVCache]:
+        """Empty key/value caches of every block for ``rows`` sequences of up to ``size`` inputs."""
         head_dim = self.dim // self.heads
         dtype = self.head.weight.dtype
-        caches = [
-            KVCache(torch.empty(rows, self.heads, steps, head_dim, device=device, dtype=dtype),
-                    torch.empty(rows, self.heads, steps, head_dim, device=device, dtype=dtype))
+        return [
+            KVCache(torch.empty(rows, self.heads, size, head_dim, device=device, dtype=dtype),
+                    torch.empty(rows, self.heads, size, head_dim, device=device, dtype=dtype))
             for _ in self.blocks
         ]
+
+    @torch.no_grad()
+    def continue_from(
+        self,
+        h: torch.Tensor,
+        caches: list[KVCache],
+        *,
+        generator: torch.Generator,
+        steps: int,
+        offset: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        min_tokens: int = 0,
+    ) -> torch.Tensor:
+        """(rows, ≤ steps) tokens drawn after the embedded inputs ``h`` (rows, k, dim), whose
+        positions end before ``offset``; no end token before ``min_tokens`` others (then padding)."""
+        rows, device = h.shape[0], h.device
         out = torch.full((rows, steps), PAD_ID, dtype=torch.long, device=device)
         done = torch.zeros(rows, dtype=torch.bool, device=device)
-        x = self.labels(labels) + self.positions.weight[0]
         for step in range(steps):
-            h = x.unsqueeze(1)
             for block, cache in zip(self.blocks, caches, strict=True):
                 h = block(h, cache=cache)
             logits = self.head(self.norm(h[:, -1])).float()
             logits[:, PAD_ID] = -math.inf
+            if step < min_tokens and step + 1 < steps:
+                logits[:, EOS_ID] = -math.inf
             token = draw(logits, generator, temperature, top_p)
             token = torch.where(done, torch.full_like(token, PAD_ID), token)
             out[:, step] = token
             done |= token == EOS_ID
             if bool(done.all()) or step + 1 == steps:
                 return out[:, : step + 1]
-            x = self.tokens(token) + self.positions.weight[step + 1]
+            h = (self.tokens(token) + self.positions.weight[offset + step]).unsqueeze(1)
         return out
 
 
@@ -272,7 +282,7 @@ def _split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # --- the generator ----------------------------------------------------------------------------
-class TextGPTGenerator(NonTabularGenerator):
+class TextGPTGenerator(TextModelMixin, NonTabularGenerator):
     """``text/gpt``: fit on a corpus (a TextCorpus, a table's text column, or a list of strings);
     ``sample(n, conditions={"label": v}, seed=)`` returns a polars DataFrame of new documents."""
 
@@ -286,41 +296,14 @@ class TextGPTGenerator(NonTabularGenerator):
     #: Documents generated per network call.
     sample_chunk: ClassVar[int] = 256
 
-    @property
-    def is_fitted(self) -> bool:
-        return hasattr(self, "net_")
-
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet.", hint="Call fit(corpus) first.")
-
     # --- fit -------------------------------------------------------------------------------
     def fit(self: G, data: Any, *, schema: Any = None, resume: bool = False) -> G:
         """Learn from ``data``: a TextCorpus, a DataFrame (``text_column`` / ``label_column``
         in the config, or found), or a list of strings."""
-        if schema is not None:
-            raise ConfigError(f"{self.registry_name} learns documents: it takes no table schema.")
         cfg = self.config
-        docs, labels, text_name, label_name = _as_documents(data, cfg.text_column, cfg.label_column)
-        if len(docs) < self.min_rows:
-            raise DataError(f"{self.registry_name} needs at least {self.min_rows} documents, got {len(docs)}.")
+        docs, labels, text_name, label_name = self._read_corpus(data, schema)
         private = cfg.dp is not None
-        if labels is not None:
-            if cfg.labels is not None:
-                unknown = sorted(set(labels) - set(cfg.labels))
-                if unknown:
-                    raise DataError(f"Labels {unknown[:10]} are not in the declared labels={cfg.labels}.")
-                classes = list(cfg.labels)
-            elif private:
-                raise ConfigError(
-                    "With dp= the label set must be declared public: the labels seen in the data "
-                    "are a fact about it that DP-SGD does not cover.",
-                    hint="Pass labels=[...] (every value the label column may take).",
-                )
-            else:
-                classes = sorted(set(labels))
-        else:
-            classes = []
+        classes = classes_of(labels, cfg.labels, private)
         tokenizer = _train_tokenizer(docs, cfg.vocab_size, byte_only=private)
         ids = [e.ids for e in tokenizer.encode_batch(docs)]
         longest = max(len(i) for i in ids) + 1
@@ -334,14 +317,9 @@ class TextGPTGenerator(NonTabularGenerator):
             seq = seq[: length - 1] + [EOS_ID]
             matrix[r, 1 : 1 + len(seq)] = seq
 
-        self.text_column_, self.label_column_ = text_name, label_name if classes else None
-        self.classes_ = classes
-        counts = np.bincount(y, minlength=len(classes)) if classes else np.zeros(0)
-        self.class_shares_ = [] if private or not classes else (counts / counts.sum()).tolist()
+        self._keep_corpus_facts(docs, labels, text_name, label_name, classes, private=private)
         self.tokenizer_ = tokenizer
         self.seq_length_ = length
-        self.data_fingerprint_ = _fingerprint(docs, labels if classes else None)
-        self.n_rows_ = len(docs)
         self.fit_report_: dict[str, Any] = {
             "warnings": [],
             "corpus": {"documents": len(docs), "classes": len(classes), "vocab_size": tokenizer.get_vocab_size(),
@@ -369,10 +347,7 @@ class TextGPTGenerator(NonTabularGenerator):
 
     def _train(self, matrix: np.ndarray, *, resume: bool) -> None:
         cfg = self.config
-        sgd = None
-        if cfg.dp is not None:
-            sgd = SGDBudget(epsilon=cfg.dp.epsilon, delta=cfg.dp.resolved_delta(matrix.shape[0]),
-                            max_grad_norm=cfg.dp.max_grad_norm, accountant=cfg.dp.accountant)
+        sgd = sgd_budget(cfg.dp, matrix.shape[0])
         trainer = Trainer(
             epochs=cfg.epochs, batch_size=cfg.batch_size, device=cfg.device, amp=cfg.amp, seed=cfg.seed,
             checkpoint_dir=cfg.checkpoint_dir, checkpoint_every=cfg.checkpoint_every, progress=cfg.progress,
@@ -388,25 +363,14 @@ class TextGPTGenerator(NonTabularGenerator):
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_["warnings"].extend(result.warnings)
         if sgd is not None:
-            training = result.privacy or {}
-            self.fit_report_["privacy"] = {
-                "differential_privacy": True,
-                "epsilon": float(training.get("epsilon", 0.0)),
-                "delta": sgd.delta,
-                "target_epsilon": cfg.dp.epsilon,
-                "sgd": training,
-                "covers": "model weights and every sample drawn from them (byte-level tokenizer, "
-                "declared labels and max_length are public); the manifest's data fingerprint and "
-                "row count are not covered",
-            }
+            self.fit_report_["privacy"] = privacy_report(
+                sgd, cfg.dp, result,
+                "model weights and every sample drawn from them (byte-level tokenizer, declared labels "
+                "and max_length are public); the manifest's data fingerprint and row count are not covered",
+            )
 
     def _run_fingerprint(self) -> str:
-        h = hashlib.sha256()
-        shaping = self.config.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
-        h.update(json.dumps([self.registry_name, shaping, self.classes_, self.seq_length_], sort_keys=True).encode())
-        h.update(self.data_fingerprint_.encode())
-        h.update(self.tokenizer_.to_str().encode())
-        return "sha256:" + h.hexdigest()
+        return run_fingerprint(self, RUN_ONLY_FIELDS, tail=self.tokenizer_.to_str())
 
     # --- sample ----------------------------------------------------------------------------
     def sample(  # type: ignore[override]
@@ -424,40 +388,21 @@ class TextGPTGenerator(NonTabularGenerator):
         model is conditional). ``conditions={"label": v}`` (or the label column's own name) asks
         for one class; otherwise classes come in their training shares. The same seed gives the
         same documents."""
-        if rebalance is not None:
-            raise ConfigError("rebalance= applies to tables; text models take conditions={'label': v}.")
-        self._check_fitted()
-        n = _check_n(n)
-        fixed = self._check_text_conditions(conditions)
-        temperature = self.config.temperature if temperature is None else float(temperature)
-        top_p = self.config.top_p if top_p is None else float(top_p)
-        if temperature <= 0 or not 0 < top_p <= 1:
-            raise ConfigError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}.")
-        length = self.seq_length_ if max_length is None else int(max_length)
-        if length < 1:
-            raise ConfigError(f"max_length must be at least 1, got {length}.")
+        n, fixed = self._begin_sample(n, conditions, rebalance)
+        temperature, top_p, length = self._sampling(temperature, top_p, max_length, self.seq_length_)
         rng = np.random.default_rng(seed)
         generator = torch.Generator(device=self.device_).manual_seed(int(rng.integers(2**62)))
         texts: list[str] = []
         labels: list[str | None] = []
         for start in range(0, n, self.sample_chunk):
-            m = min(self.sample_chunk, n - start)
-            if fixed is not None:
-                y = np.full(m, fixed, np.int64)
-            elif self.classes_ and self.class_shares_:
-                y = rng.choice(len(self.classes_), size=m, p=np.asarray(self.class_shares_))
-            else:
-                y = np.full(m, len(self.classes_), np.int64)  # the "no label" prefix
+            y = self._draw_classes(min(self.sample_chunk, n - start), fixed, rng)
             tokens = self.net_.generate(
                 torch.as_tensor(y, device=self.device_), generator=generator, max_length=length,
                 temperature=temperature, top_p=top_p,
             )
             texts.extend(self._decode(tokens.cpu().numpy()))
-            labels.extend(self.classes_[i] if i < len(self.classes_) else None for i in y.tolist())
-        cols = {self.text_column_: pl.Series(self.text_column_, texts, pl.String)}
-        if self.label_column_ is not None:
-            cols[self.label_column_] = pl.Series(self.label_column_, labels, pl.String)
-        return pl.DataFrame(cols)
+            labels.extend(self._class_names(y.tolist()))
+        return self._text_frame(texts, labels)
 
     def _decode(self, tokens: np.ndarray) -> list[str]:
         seqs = []
@@ -465,29 +410,6 @@ class TextGPTGenerator(NonTabularGenerator):
             end = row.index(EOS_ID) if EOS_ID in row else len(row)
             seqs.append([t for t in row[:end] if t != PAD_ID])
         return self.tokenizer_.decode_batch(seqs, skip_special_tokens=True)
-
-    def _check_text_conditions(self, conditions: Mapping[str, Any] | None) -> int | None:
-        if not conditions:
-            return None
-        allowed = {"label", *([self.label_column_] if self.label_column_ else [])}
-        unknown = set(conditions) - allowed
-        if unknown:
-            raise ConfigError(
-                f"Text models can be conditioned on their label only, not {sorted(unknown)}.",
-                hint="Use conditions={'label': v} with a label seen in training.",
-            )
-        if not self.classes_:
-            raise ConfigError(
-                f"This {self.registry_name} model is not conditional: it was trained without labels.",
-                hint="Fit on a corpus with labels (label_column=...) to sample by label.",
-            )
-        values = list(conditions.values())
-        if len(values) > 1 and len({str(v) for v in values}) > 1:
-            raise ConfigError(f"Conflicting label conditions: {dict(conditions)}.")
-        value = str(values[0])
-        if value not in self.classes_:
-            raise ConfigError(f"Label {values[0]!r} was never seen in training.", hint=f"Known labels: {self.classes_}")
-        return self.classes_.index(value)
 
     # --- likelihood --------------------------------------------------------------------------
     def log_likelihood(self, texts: Any, *, labels: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -497,14 +419,9 @@ class TextGPTGenerator(NonTabularGenerator):
         self._check_fitted()
         docs, given, _, _ = _as_documents(texts, self.text_column_, None)
         if labels is not None:
-            given = [str(v) for v in labels]
-            if len(given) != len(docs):
-                raise DataError(f"{len(given)} labels for {len(docs)} documents.")
+            given = self._given_labels(labels, len(docs))
         if given is not None and self.classes_:
-            unknown = sorted(set(given) - set(self.classes_))
-            if unknown:
-                raise DataError(f"Labels {unknown[:10]} were never seen in training.", hint=f"Known labels: {self.classes_}")
-            y = [self.classes_.index(v) for v in given]
+            y = self._class_indices(given)
         else:
             y = [len(self.classes_)] * len(docs)
         ids = [e.ids[: self.seq_length_ - 1] + [EOS_ID] for e in self.tokenizer_.encode_batch(docs)]
@@ -531,9 +448,7 @@ class TextGPTGenerator(NonTabularGenerator):
     # --- persistence ---------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         state = {"version": STATE_VERSION, "vocab_size": self.tokenizer_.get_vocab_size(),
-                 "seq_length": self.seq_length_, "text_column": self.text_column_,
-                 "label_column": self.label_column_, "classes": self.classes_,
-                 "class_shares": self.class_shares_}
+                 "seq_length": self.seq_length_, **self._label_state()}
         return module_state({_NET: self.net_}), {
             TOKENIZER_FILE: json.loads(self.tokenizer_.to_str()),
             STATE_FILE: state,
@@ -546,10 +461,7 @@ class TextGPTGenerator(NonTabularGenerator):
         state = family_state(files, STATE_FILE, STATE_VERSION)
         self.tokenizer_ = _tokenizers().Tokenizer.from_str(json.dumps(files[TOKENIZER_FILE]))
         self.seq_length_ = int(state["seq_length"])
-        self.text_column_ = state["text_column"]
-        self.label_column_ = state["label_column"]
-        self.classes_ = list(state["classes"])
-        self.class_shares_ = list(state["class_shares"])
+        self._restore_labels(state)
         self.device_ = resolve_device(self.config.device)
         net = self._new_net()
         load_module_state({_NET: net}, tensors)
@@ -582,70 +494,3 @@ def _train_tokenizer(docs: list[str], vocab_size: int, *, byte_only: bool) -> An
     tokenizer.train_from_iterator([] if byte_only else docs, trainer)
     assert tokenizer.token_to_id(PAD) == PAD_ID and tokenizer.token_to_id(EOS) == EOS_ID
     return tokenizer
-
-
-def _as_documents(
-    data: Any, text_column: str | None, label_column: str | None
-) -> tuple[list[str], list[str] | None, str, str | None]:
-    """Documents, labels and their names from a TextCorpus, a table, a Series or a list."""
-    if hasattr(data, "documents") and hasattr(data, "labels"):  # synthkit.connectors.text.TextCorpus
-        docs = list(data.documents)
-        labels = None if data.labels is None else [str(v) for v in data.labels]
-        return _checked(docs), labels, getattr(data, "text_column", "text"), getattr(data, "label_column", None)
-    if isinstance(data, pl.Series):
-        data = data.to_frame()
-    if type(data).__name__ == "Series":  # pandas
-        data = pl.from_pandas(data.to_frame())
-    if type(data).__name__ == "DataFrame" and not isinstance(data, pl.DataFrame):
-        data = pl.from_pandas(data)
-    if isinstance(data, pl.DataFrame):
-        if text_column is None:
-            strings = [c for c, t in data.schema.items() if t == pl.String and c != label_column]
-            if len(strings) != 1:
-                raise DataError(
-                    f"Cannot tell which column holds the text: {len(strings)} string columns ({strings}).",
-                    hint="Pass text_column='...' (and label_column='...') to the generator.",
-                )
-            text_column = strings[0]
-        for role, name in (("text", text_column), ("label", label_column)):
-            if name is not None and name not in data.columns:
-                raise DataError(f"The table has no {role} column '{name}'.", hint=f"Columns: {data.columns}")
-        if data.schema[text_column] not in (pl.String, pl.Categorical):
-            raise DataError(
-                f"Column '{text_column}' holds {data.schema[text_column]}, not text.",
-                hint="Pick a string column with text_column=.",
-            )
-        keep = data.get_column(text_column).cast(pl.String).str.strip_chars().fill_null("").str.len_chars() > 0
-        if label_column is not None:
-            keep = keep & data.get_column(label_column).is_not_null()
-        data = data.filter(keep)
-        docs = data.get_column(text_column).cast(pl.String).to_list()
-        labels = None if label_column is None else [str(v) for v in data.get_column(label_column).to_list()]
-        return _checked(docs), labels, text_column, label_column
-    if isinstance(data, (list, tuple)):
-        bad = next((x for x in data if not isinstance(x, str)), None)
-        if bad is not None:
-            raise DataError(f"Documents must be strings, got a {type(bad).__name__}.")
-        return _checked([d for d in data if d.strip()]), None, text_column or "text", None
-    raise DataError(
-        f"text/gpt fits on a TextCorpus, a DataFrame or a list of strings, got {type(data).__name__}.",
-        hint="Read a corpus with synthkit.connectors.text.read_corpus(path).",
-    )
-
-
-def _checked(docs: list[str]) -> list[str]:
-    if not docs:
-        raise EmptyDataError(
-            "The corpus holds no non-blank documents.",
-            hint="Check the text column (or field) name and that the source is not empty.",
-        )
-    return docs
-
-
-def _fingerprint(docs: list[str], labels: list[str] | None) -> str:
-    h = hashlib.sha256()
-    for i, doc in enumerate(docs):
-        h.update(len(doc.encode()).to_bytes(8, "little") + doc.encode())
-        if labels is not None:
-            h.update(b"\x1f" + labels[i].encode() + b"\x1e")
-    return "sha256:" + h.hexdigest()

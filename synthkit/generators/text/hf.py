@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -39,21 +38,19 @@ import polars as pl
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from synthkit.errors import (
-    ArtifactError,
-    ConfigError,
-    DataError,
-    MissingDependencyError,
-    NotFittedError,
+from synthkit.errors import ArtifactError, ConfigError, MissingDependencyError
+from synthkit.generators.base import GeneratorConfig, NonTabularGenerator
+from synthkit.generators.text.common import (
+    TextConfig,
+    TextModelMixin,
+    _as_documents,
+    classes_of,
+    privacy_report,
+    run_fingerprint,
+    sgd_budget,
 )
-from synthkit.generators.base import (
-    GeneratorConfig,
-    NonTabularGenerator,
-    _check_n,
-)
-from synthkit.generators.text.gpt import _as_documents, _fingerprint
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state, seeded
-from synthkit.nn.privacy import DPConfig, SGDBudget
+from synthkit.nn.privacy import DPConfig
 
 G = TypeVar("G", bound="TextHFGenerator")
 
@@ -75,20 +72,11 @@ _BASE_PATTERNS = (
 _COMMON_TARGETS = (("q_proj", "v_proj"), ("query_key_value",), ("c_attn",), ("Wqkv",), ("qkv_proj",))
 
 
-class TextHFConfig(GeneratorConfig):
+class TextHFConfig(TextConfig):
     """Options of ``text/hf`` (training names as in every family)."""
 
     checkpoint: str = Field(
         description="Local Hugging Face checkpoint directory (config.json, safetensors, tokenizer)."
-    )
-    text_column: str | None = Field(
-        None, description="Text column of a table (default: its only string column)."
-    )
-    label_column: str | None = Field(
-        None, description="Label (condition) column of a table; None trains unconditionally."
-    )
-    labels: list[str] | None = Field(
-        None, description="The public label set (required with dp when there are labels)."
     )
     label_template: str = Field(
         "{label}: ", description="Prefix that conditions a document on its label."
@@ -128,8 +116,6 @@ class TextHFConfig(GeneratorConfig):
 
     @model_validator(mode="after")
     def _check(self) -> TextHFConfig:
-        if self.labels is not None and (not self.labels or len(set(self.labels)) != len(self.labels)):
-            raise ValueError("labels must be a non-empty list of distinct values")
         if "{label}" not in self.label_template:
             raise ValueError("label_template must contain '{label}'")
         if self.target_modules is not None and not self.target_modules:
@@ -357,7 +343,7 @@ def _pick(batch: torch.Tensor, length: int, label_dropout: float, generator: tor
 
 
 # --- the generator -----------------------------------------------------------------------------
-class TextHFGenerator(NonTabularGenerator):
+class TextHFGenerator(TextModelMixin, NonTabularGenerator):
     """``text/hf``: fit a LoRA adapter of a local Hugging Face causal LM on a corpus (a TextCorpus,
     a table's text column or a list of strings); ``sample(n, conditions={"label": v}, seed=)``
     returns a polars DataFrame of new documents, like ``text/gpt``."""
@@ -371,14 +357,6 @@ class TextHFGenerator(NonTabularGenerator):
     supports_conditions: ClassVar[bool] = True
     #: Documents generated per ``generate`` call.
     sample_chunk: ClassVar[int] = 64
-
-    @property
-    def is_fitted(self) -> bool:
-        return hasattr(self, "net_")
-
-    def _check_fitted(self) -> None:
-        if not self.is_fitted:
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet.", hint="Call fit(corpus) first.")
 
     # --- base + adapter ----------------------------------------------------------------------
     def _base_dtype(self, device: torch.device) -> torch.dtype:
@@ -450,26 +428,16 @@ class TextHFGenerator(NonTabularGenerator):
         ``label_column`` in the config, or found), or a list of strings."""
         from synthkit.nn.device import resolve_device
 
-        if schema is not None:
-            raise ConfigError(f"{self.registry_name} learns documents: it takes no table schema.")
         cfg = self.config
-        docs, labels, text_name, label_name = _as_documents(data, cfg.text_column, cfg.label_column)
-        if len(docs) < self.min_rows:
-            raise DataError(f"{self.registry_name} needs at least {self.min_rows} documents, got {len(docs)}.")
+        docs, labels, text_name, label_name = self._read_corpus(data, schema)
         private = cfg.dp is not None
-        classes = _classes(labels, cfg.labels, private)
+        classes = classes_of(labels, cfg.labels, private)
         self._forget_fit()
         try:
             self._build(resolve_device(cfg.device), None)
             self.classes_ = classes
             matrix, report = self._matrix(docs, labels, private)
-            self.text_column_, self.label_column_ = text_name, label_name if classes else None
-            where = {c: i for i, c in enumerate(classes)}
-            y = [where[v] for v in labels] if classes and labels is not None else []
-            counts = np.bincount(y, minlength=len(classes)) if classes else np.zeros(0)
-            self.class_shares_ = [] if private or not classes else (counts / counts.sum()).tolist()
-            self.data_fingerprint_ = _fingerprint(docs, labels if classes else None)
-            self.n_rows_ = len(docs)
+            self._keep_corpus_facts(docs, labels, text_name, label_name, classes, private=private)
             self.fit_report_: dict[str, Any] = {"warnings": [], "corpus": report,
                                                 "base": {"checkpoint": cfg.checkpoint, "model_type": self.model_type_,
                                                          "target_modules": self.target_modules_}}
@@ -520,10 +488,7 @@ class TextHFGenerator(NonTabularGenerator):
 
     def _train(self, matrix: np.ndarray, *, resume: bool) -> None:
         cfg = self.config
-        sgd = None
-        if cfg.dp is not None:
-            sgd = SGDBudget(epsilon=cfg.dp.epsilon, delta=cfg.dp.resolved_delta(matrix.shape[0]),
-                            max_grad_norm=cfg.dp.max_grad_norm, accountant=cfg.dp.accountant)
+        sgd = sgd_budget(cfg.dp, matrix.shape[0])
         trainer = Trainer(
             epochs=cfg.epochs, batch_size=cfg.batch_size, device=cfg.device, amp=cfg.amp, seed=cfg.seed,
             checkpoint_dir=cfg.checkpoint_dir, checkpoint_every=cfg.checkpoint_every, progress=cfg.progress,
@@ -536,25 +501,15 @@ class TextHFGenerator(NonTabularGenerator):
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_["warnings"].extend(result.warnings)
         if sgd is not None:
-            training = result.privacy or {}
-            self.fit_report_["privacy"] = {
-                "differential_privacy": True,
-                "epsilon": float(training.get("epsilon", 0.0)),
-                "delta": sgd.delta,
-                "target_epsilon": cfg.dp.epsilon,
-                "sgd": training,
-                "covers": "the LoRA adapter and every sample drawn from it (the base checkpoint, its "
-                "tokenizer, the declared labels and max_length are public); the manifest's data "
-                "fingerprint and row count are not covered",
-            }
+            self.fit_report_["privacy"] = privacy_report(
+                sgd, cfg.dp, result,
+                "the LoRA adapter and every sample drawn from it (the base checkpoint, its tokenizer, the "
+                "declared labels and max_length are public); the manifest's data fingerprint and row count "
+                "are not covered",
+            )
 
     def _run_fingerprint(self) -> str:
-        h = hashlib.sha256()
-        shaping = self.config.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
-        h.update(json.dumps([self.registry_name, shaping, self.classes_, self.seq_length_, self.base_hashes_,
-                             self.target_modules_], sort_keys=True).encode())
-        h.update(self.data_fingerprint_.encode())
-        return "sha256:" + h.hexdigest()
+        return run_fingerprint(self, RUN_ONLY_FIELDS, [self.base_hashes_, self.target_modules_])
 
     # --- sample ----------------------------------------------------------------------------
     def sample(  # type: ignore[override]
@@ -571,25 +526,10 @@ class TextHFGenerator(NonTabularGenerator):
         """``n`` new documents: a DataFrame with the text column (and the label column when the
         model is conditional). ``conditions={"label": v}`` asks for one class; otherwise classes
         come in their training shares. ``max_length``: most new tokens per document."""
-        if rebalance is not None:
-            raise ConfigError("rebalance= applies to tables; text models take conditions={'label': v}.")
-        self._check_fitted()
-        n = _check_n(n)
-        fixed = self._check_text_conditions(conditions)
-        temperature = self.config.temperature if temperature is None else float(temperature)
-        top_p = self.config.top_p if top_p is None else float(top_p)
-        if temperature <= 0 or not 0 < top_p <= 1:
-            raise ConfigError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}.")
-        new_tokens = self.text_length_ if max_length is None else int(max_length)
-        if new_tokens < 1:
-            raise ConfigError(f"max_length must be at least 1, got {new_tokens}.")
+        n, fixed = self._begin_sample(n, conditions, rebalance)
+        temperature, top_p, new_tokens = self._sampling(temperature, top_p, max_length, self.text_length_)
         rng = np.random.default_rng(seed)
-        if fixed is not None:
-            y = np.full(n, fixed, np.int64)
-        elif self.classes_ and self.class_shares_:
-            y = rng.choice(len(self.classes_), size=n, p=np.asarray(self.class_shares_))
-        else:
-            y = np.full(n, len(self.classes_), np.int64)  # the "no label" prompt
+        y = self._draw_classes(n, fixed, rng)
         texts: list[str] = [""] * n
         for label in np.unique(y).tolist():
             rows = np.flatnonzero(y == label)
@@ -599,11 +539,7 @@ class TextHFGenerator(NonTabularGenerator):
                 out = self._generate(prompt, chunk.size, int(rng.integers(2**62)), temperature, top_p, new_tokens)
                 for row, text in zip(chunk.tolist(), out, strict=True):
                     texts[row] = text
-        labels = [self.classes_[i] if i < len(self.classes_) else None for i in y.tolist()]
-        cols = {self.text_column_: pl.Series(self.text_column_, texts, pl.String)}
-        if self.label_column_ is not None:
-            cols[self.label_column_] = pl.Series(self.label_column_, labels, pl.String)
-        return pl.DataFrame(cols)
+        return self._text_frame(texts, self._class_names(y.tolist()))
 
     @torch.no_grad()
     def _generate(self, prompt: list[int], rows: int, seed: int, temperature: float, top_p: float,
@@ -635,43 +571,15 @@ class TextHFGenerator(NonTabularGenerator):
             seqs.append(row[:end])
         return self.tokenizer_.batch_decode(seqs, skip_special_tokens=True)
 
-    def _check_text_conditions(self, conditions: Mapping[str, Any] | None) -> int | None:
-        if not conditions:
-            return None
-        allowed = {"label", *([self.label_column_] if self.label_column_ else [])}
-        unknown = set(conditions) - allowed
-        if unknown:
-            raise ConfigError(
-                f"Text models can be conditioned on their label only, not {sorted(unknown)}.",
-                hint="Use conditions={'label': v} with a label seen in training.",
-            )
-        if not self.classes_:
-            raise ConfigError(
-                f"This {self.registry_name} model is not conditional: it was trained without labels.",
-                hint="Fit on a corpus with labels (label_column=...) to sample by label.",
-            )
-        values = list(conditions.values())
-        if len({str(v) for v in values}) > 1:
-            raise ConfigError(f"Conflicting label conditions: {dict(conditions)}.")
-        value = str(values[0])
-        if value not in self.classes_:
-            raise ConfigError(f"Label {values[0]!r} was never seen in training.", hint=f"Known labels: {self.classes_}")
-        return self.classes_.index(value)
-
     # --- likelihood --------------------------------------------------------------------------
     def perplexity(self, texts: Any, *, labels: Sequence[Any] | None = None) -> float:
         """exp(mean negative log-likelihood per token) of ``texts`` under the adapted model
         (with their label prefixes when ``labels`` are given): lower is better on held-out text."""
         self._check_fitted()
         docs, _, _, _ = _as_documents(texts, self.text_column_, None)
-        if labels is not None:
-            given = [str(v) for v in labels]
-            if len(given) != len(docs):
-                raise DataError(f"{len(given)} labels for {len(docs)} documents.")
-            unknown = sorted(set(given) - set(self.classes_))
-            if unknown:
-                raise DataError(f"Labels {unknown[:10]} were never seen in training.", hint=f"Known labels: {self.classes_}")
-            heads = [self._prompt(self.classes_.index(v)) for v in given]
+        given = self._given_labels(labels, len(docs))
+        if given is not None:
+            heads = [self._prompt(i) for i in self._class_indices(given)]
         else:
             heads = [self._prompt(len(self.classes_))] * len(docs)
         ids = self._encode(docs)
@@ -696,8 +604,7 @@ class TextHFGenerator(NonTabularGenerator):
         state = {"version": STATE_VERSION, "base": {"checkpoint": self.config.checkpoint,
                                                      "model_type": self.model_type_, "files": self.base_hashes_},
                  "target_modules": self.target_modules_, "seq_length": self.seq_length_,
-                 "text_length": self.text_length_, "text_column": self.text_column_,
-                 "label_column": self.label_column_, "classes": self.classes_, "class_shares": self.class_shares_}
+                 "text_length": self.text_length_, **self._label_state()}
         return module_state({_NET: self.net_}), {STATE_FILE: state}
 
     def _restore(self, tensors: dict[str, np.ndarray], files: dict[str, Any], *, trust_pickle: bool) -> None:
@@ -709,29 +616,6 @@ class TextHFGenerator(NonTabularGenerator):
         self._build(resolve_device(self.config.device, fallback=True), list(state["target_modules"]))
         self.seq_length_ = int(state["seq_length"])
         self.text_length_ = int(state["text_length"])
-        self.text_column_ = state["text_column"]
-        self.label_column_ = state["label_column"]
-        self.classes_ = list(state["classes"])
-        self.class_shares_ = list(state["class_shares"])
+        self._restore_labels(state)
         load_module_state({_NET: self.net_}, tensors)
         self.net_.eval()
-
-
-# --- helpers ------------------------------------------------------------------------------------
-def _classes(labels: list[str] | None, declared: list[str] | None, private: bool) -> list[str]:
-    """The label set: declared (checked against the data), or the sorted labels seen."""
-    if labels is None:
-        return []
-    if declared is not None:
-        unknown = sorted(set(labels) - set(declared))
-        if unknown:
-            raise DataError(f"Labels {unknown[:10]} are not in the declared labels={declared}.")
-        return list(declared)
-    if private:
-        raise ConfigError(
-            "With dp= the label set must be declared public: the labels seen in the data are a "
-            "fact about it that DP-SGD does not cover.",
-            hint="Pass labels=[...] (every value the label column may take).",
-        )
-    return sorted(set(labels))
-
