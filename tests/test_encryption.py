@@ -131,7 +131,8 @@ def test_cli_train_encrypt_and_sample_with_key_file(
     trained = invoke("train", csv, "--out", model, "--key-file", tmp_path / "model.key")
     assert trained.exit_code == 0, trained.output
     assert "encryption" in json.loads((model / "manifest.json").read_text())
-    common = ["-n", "200", "--out", tmp_path / "s.parquet", "--real", csv, "--purpose", "load testing"]
+    common = ["-n", "200", "--out", tmp_path / "s.parquet", "--real", csv, "--purpose", "load testing",
+              "--seed", 0]  # a fixed sample: the default policy judges 200 rows
     no_key = invoke("sample", model, *common)
     assert no_key.exit_code == 2 and "encrypted" in no_key.output
     ok = invoke("sample", model, *common, "--key-file", tmp_path / "model.key")
