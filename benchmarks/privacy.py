@@ -57,6 +57,11 @@ def run_one(key: str, family: str, epsilon: float | None, args: argparse.Namespa
 
     real = load_table(key)
     schema = infer_schema(real)
+    public = [c for c in args.public_categories if c in real.columns]
+    if public:  # category sets that are public knowledge (e.g. US states): declared, no budget
+        schema = schema.model_copy(update={"columns": [
+            c.model_copy(update={"categories": sorted(real[c.name].drop_nulls().unique())})
+            if c.name in public else c for c in schema]})
     train, holdout = split_holdout(real, fraction=0.2, seed=args.seed)
     params: dict = {"epochs": args.epochs, "batch_size": args.batch_size, "progress": False}
     if family == "argn":  # its own defaults (auto training length, early stopping) fit DP too
@@ -147,6 +152,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--section", default="privacy")
+    parser.add_argument("--public-categories", nargs="*", default=[], metavar="COLUMN",
+                        help="Columns whose category set is public knowledge (declared in the "
+                        "schema, so DP spends no budget on it), e.g. state.")
     parser.add_argument("--write-partial", action="store_true",
                         help="Write the section from the fits an interrupted run finished; fit nothing.")
     args = parser.parse_args()
@@ -160,11 +168,12 @@ def main() -> None:
     # Budget-major order: every table and family at the first budget before any at the next, so
     # an interrupted grid has the most telling comparisons first (--write-partial reports them).
     grid = [(key, family, eps) for eps in epsilons for key in args.tables for family in args.families]
+    public = "".join(f"/public:{c}" for c in args.public_categories)
     if args.write_partial:
         grid = [(k, f, e) for k, f, e in grid
-                if f"{k}/{f}/{e}/{args.epochs}/{args.batch_size}/{args.seed}" in done]
+                if f"{k}/{f}/{e}/{args.epochs}/{args.batch_size}/{args.seed}{public}" in done]
     for key, family, eps in grid:
-        tag = f"{key}/{family}/{eps}/{args.epochs}/{args.batch_size}/{args.seed}"
+        tag = f"{key}/{family}/{eps}/{args.epochs}/{args.batch_size}/{args.seed}{public}"
         if tag in done:
             if "refused" in done[tag]:
                 refusals.append(done[tag]["refused"])
@@ -188,7 +197,8 @@ def main() -> None:
               f"fit {run.fit_s:.1f}s", flush=True)
     command = (f"--tables {' '.join(args.tables)} --families {' '.join(args.families)} "
                f"--epsilons {' '.join(args.epsilons)} --epochs {args.epochs} "
-               f"--batch-size {args.batch_size}")
+               f"--batch-size {args.batch_size}"
+               + (f" --public-categories {' '.join(args.public_categories)}" if public else ""))
     if args.write_partial:
         command += " (interrupted: the fits it finished)"
     runs.sort(key=lambda r: (args.tables.index(r.table), args.families.index(r.family),
