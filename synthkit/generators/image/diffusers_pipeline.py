@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -34,6 +31,7 @@ from pydantic import Field, field_validator
 from synthkit.errors import ConfigError, DataError, MissingDependencyError
 from synthkit.generators.image.base import ImageConfig, ImageGenerator, labels_tensor, split_batch
 from synthkit.generators.neural import family_state
+from synthkit.generators.offline import hub_offline
 from synthkit.nn import StepContext, TrainingTask, load_module_state, module_state, resolve_device
 
 G = TypeVar("G", bound="DiffusersImageGenerator")
@@ -64,26 +62,10 @@ class DiffusersImageConfig(ImageConfig):
 
 
 # --- the checkpoint ----------------------------------------------------------------------------
-@contextmanager
-def _offline() -> Iterator[None]:
-    """The Hugging Face libraries with the Hub switched off (restored afterwards)."""
-    names = ("HF_HUB_OFFLINE", "DIFFUSERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _diffusers() -> Any:
     """The diffusers module, or an error naming the extra to install."""
     try:
-        with _offline():
+        with hub_offline():
             import diffusers
     except ImportError as exc:
         raise MissingDependencyError(
@@ -198,7 +180,7 @@ class DiffusersImageGenerator(ImageGenerator):
         path = local_pipeline(self.config.checkpoint)
         scheduler_config = json.loads((path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
         scheduler_cls = _scheduler_class(diffusers, str(scheduler_config.get("_class_name", "DDPMScheduler")))
-        with _offline():
+        with hub_offline():
             unet = diffusers.UNet2DModel.from_pretrained(
                 str(path), subfolder="unet", local_files_only=True, use_safetensors=True)
             scheduler = scheduler_cls.from_pretrained(str(path), subfolder="scheduler", local_files_only=True)

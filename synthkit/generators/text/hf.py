@@ -28,8 +28,8 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -40,6 +40,7 @@ from pydantic import Field, field_validator, model_validator
 
 from synthkit.errors import ArtifactError, ConfigError, MissingDependencyError
 from synthkit.generators.base import GeneratorConfig, NonTabularGenerator
+from synthkit.generators.offline import hub_offline
 from synthkit.generators.text.common import (
     TextConfig,
     TextModelMixin,
@@ -124,26 +125,10 @@ class TextHFConfig(TextConfig):
 
 
 # --- the base checkpoint ---------------------------------------------------------------------
-@contextmanager
-def _offline() -> Iterator[None]:
-    """The Hugging Face libraries with the Hub switched off (restored afterwards)."""
-    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _hf() -> tuple[Any, Any]:
     """``(transformers, peft)``, or an error naming the extra to install."""
     try:
-        with _offline():
+        with hub_offline():
             import peft
             import transformers
     except ImportError as exc:
@@ -208,7 +193,7 @@ def _load_base(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     bars = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
     try:
-        with _offline():
+        with hub_offline():
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 str(path), local_files_only=True, trust_remote_code=False
             )
