@@ -42,6 +42,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthkit.errors import ConfigError, DataError, GateRefusedError
+from synthkit.pipeline import AuditSpec
 from synthkit.relational import ForeignKey, MultiTable
 from synthkit.schema import Schema
 
@@ -362,13 +363,6 @@ class RelationalGeneratorSpec(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-class RelationalAuditSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    log: str
-    private_key: str
-    passphrase_env: str | None = None
-
-
 class RelationalPipelineConfig(BaseModel):
     """A multi-table pipeline file: ``source`` (folder or database URI) or ``tables:``, relationships, sink."""
 
@@ -390,7 +384,7 @@ class RelationalPipelineConfig(BaseModel):
     overwrite: bool = False
     report: str | None = None
     model: str | None = None
-    audit: RelationalAuditSpec | None = None
+    audit: AuditSpec | None = None
     base_dir: str = "."
 
     @model_validator(mode="before")
