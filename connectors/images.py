@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -261,9 +260,10 @@ def write_images(
 def _write_folder(images: ImageSet, dest: Path) -> None:
     if dest.exists() and not dest.is_dir():
         raise SinkExistsError(f"{dest} exists and is not a folder.", hint="Choose another path.")
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.tmp"
-    tmp.mkdir()
-    try:
+    from synthkit.artifacts import staged_dir
+
+    # written in a staging folder that replaces dest only when every image is in it
+    with staged_dir(dest, overwrite=True) as tmp:
         values = images.label_values()
         width = max(5, len(str(len(images) - 1)))
         for i in range(len(images)):
@@ -272,16 +272,6 @@ def _write_folder(images: ImageSet, dest: Path) -> None:
                 folder = tmp / _folder_name(values[i])
                 folder.mkdir(exist_ok=True)
             (folder / f"{i:0{width}d}.png").write_bytes(encode_png(images.images[i]))
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.old"
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _folder_name(value: Any) -> str:
