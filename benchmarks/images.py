@@ -13,6 +13,12 @@ class asked for (chance 10 %). A reference row compares two halves of the real d
     OMP_NUM_THREADS=1 python benchmarks/images.py --budget 180
 
 Writes benchmarks/results/images.md and .json, then rebuilds benchmarks/RESULTS.md.
+
+On a GPU (``--device cuda``) the budget is wall seconds of training instead (the GPU does the
+work, CPU seconds would not measure it), bf16 mixed precision is on, and results go to
+``--json`` after every family (a run cut short keeps what it measured); render them here with
+
+    python benchmarks/images.py --render images-gpu.json --section images-gpu-h200
 """
 
 from __future__ import annotations
@@ -56,17 +62,28 @@ def digits():
     return ImageSet.from_array(d.images / 16.0, labels=d.target.tolist()).resized(16)
 
 
-def train_for(name: str, options: dict, real, budget: float, seed: int):
-    """Train ``name`` in resumed chunks of epochs until ``budget`` CPU seconds are spent."""
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def train_for(name: str, options: dict, real, budget: float, seed: int, device: str = "cpu"):
+    """Train ``name`` in resumed chunks of epochs until ``budget`` seconds are spent: CPU seconds
+    of this process on a CPU, wall seconds on a GPU."""
     import synthkit as sk
 
+    gpu = device.startswith("cuda")
     with tempfile.TemporaryDirectory() as ckpt:
-        common = dict(seed=seed, progress=False, checkpoint_dir=ckpt, checkpoint_every=1, **options)
+        common = dict(seed=seed, progress=False, checkpoint_dir=ckpt, checkpoint_every=1, device=device,
+                      amp=True, **options)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         gen = sk.create(name, epochs=1, **common).fit(real)
         epochs = 1
         while True:
-            spent = time.process_time() - cpu0
+            _synchronize(device)
+            spent = (time.perf_counter() - wall0) if gpu else (time.process_time() - cpu0)
             per_epoch = spent / epochs
             chunk = max(1, int(0.1 * budget / max(per_epoch, 1e-6)))
             chunk = min(chunk, int((budget - spent) / max(per_epoch, 1e-6)))
@@ -77,12 +94,15 @@ def train_for(name: str, options: dict, real, budget: float, seed: int):
         return gen, epochs, time.process_time() - cpu0, time.perf_counter() - wall0
 
 
-def run_family(name: str, options: dict, real, features, budget: float, seed: int) -> dict:
+def run_family(name: str, options: dict, real, features, budget: float, seed: int, device: str = "cpu") -> dict:
     from synthkit.evaluate.images import evaluate_images
 
-    gen, epochs, cpu, wall = train_for(name, options, real, budget, seed)
+    gen, epochs, cpu, wall = train_for(name, options, real, budget, seed, device)
+    gen.sample(64, seed=seed)  # warm-up: kernels, caches
+    _synchronize(device)
     started = time.perf_counter()
     synthetic = gen.sample(len(real), seed=seed + 1)
+    _synchronize(device)
     sample_seconds = time.perf_counter() - started
     report = evaluate_images(real, synthetic, features=features, seed=seed, grids=False)
     asked = [gen.sample(50, conditions={"label": k}, seed=seed + 2 + k) for k in range(10)]
@@ -96,6 +116,7 @@ def run_family(name: str, options: dict, real, features, budget: float, seed: in
         "fit_wall_seconds": round(wall, 1),
         "sample_images_per_second": round(len(real) / sample_seconds, 1),
         "class_recognised": round(recognised, 3),
+        "device": str(gen.device_),
         **{k: report.value(k) for k in report.metrics},
     }
     if name == "image/dcgan":
@@ -135,18 +156,26 @@ def verdict(results: list[dict]) -> str:
     return text
 
 
-def write(results: list[dict], ref: dict, meta: dict) -> None:
+def write(results: list[dict], ref: dict, meta: dict, section: str = "images") -> None:
     RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "images.json").write_text(
+    (RESULTS_DIR / f"{section}.json").write_text(
         json.dumps({"meta": meta, "reference": ref, "results": results}, indent=2, sort_keys=True) + "\n",
         encoding="utf-8")
     budget = meta["budget_cpu_seconds"]
+    if meta.get("device", "cpu").startswith("cuda"):
+        title = f"## Images on a GPU (digits 16×16, {meta['gpu']})"
+        run = (f"`python benchmarks/images.py --device cuda --budget {budget:g}` on {meta['machine']}, "
+               f"{meta['date']}. Every family trained for the same {budget:g} wall seconds on the GPU "
+               "(bf16 mixed precision; resumed chunks of epochs; fit CPU s is the host process's)")
+    else:
+        title = "## Images (digits 16×16)"
+        run = (f"`OMP_NUM_THREADS=1 python benchmarks/images.py --budget {budget:g}` on {meta['machine']}, "
+               f"{meta['date']}; {meta['load']}. Every family trained for the same {budget:g} CPU seconds "
+               "(one thread; resumed chunks of epochs; wall seconds are longer on the loaded box)")
     lines = [
-        "## Images (digits 16×16)",
+        title,
         "",
-        f"`OMP_NUM_THREADS=1 python benchmarks/images.py --budget {budget:g}` on {meta['machine']}, "
-        f"{meta['date']}; {meta['load']}. Every family trained for the same {budget:g} CPU seconds "
-        "(one thread; resumed chunks of epochs; wall seconds are longer on the loaded box) at the "
+        run + " at the "
         "settings in the script's FAMILIES; 1,797 real digits upsampled to 16×16; as many synthetic "
         "images sampled. FID, KID, IS and precision/recall on features of a domain CNN trained on "
         f"the real digits (train accuracy {meta['domain_cnn_train_accuracy']:.3f}): comparable between "
@@ -176,7 +205,7 @@ def write(results: list[dict], ref: dict, meta: dict) -> None:
         f"{f(ref['quality.inception_score'], 2)} | {f(ref['quality.precision'])} | {f(ref['quality.recall'])} | "
         "— | — | — |"
     )
-    (RESULTS_DIR / "images.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS_DIR / f"{section}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     rebuild_results()
 
 
@@ -185,27 +214,45 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=180.0, help="training CPU seconds per family")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--device", default="cpu", help="'cpu', or 'cuda' (budget in wall seconds)")
+    parser.add_argument("--json", help="Also write the results here after every family (GPU runs).")
+    parser.add_argument("--render", help="Render a --json file into a results section, then stop.")
+    parser.add_argument("--section", default="images", help="Results section name for --render.")
     args = parser.parse_args()
+    if args.render:
+        data = json.loads(Path(args.render).read_text(encoding="utf-8"))
+        write(data["results"], data["reference"], data["meta"], args.section)
+        return
+    import torch
+
     from synthkit.evaluate.images import DomainCNNFeatures
 
     real = digits()
     features = DomainCNNFeatures(seed=args.seed).fit(real)
-    results = []
-    for name in args.families:
-        result = run_family(name, FAMILIES[name], real, features, args.budget, args.seed)
-        print(json.dumps(result), flush=True)
-        results.append(result)
-    ref = reference(real, features, args.seed)
+    gpu = args.device.startswith("cuda")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()} "
-                   f"(CPU only, torch threads {__import__('torch').get_num_threads()})",
+                   + (f"(torch {torch.__version__})" if gpu else
+                      f"(CPU only, torch threads {torch.get_num_threads()})"),
         "date": time.strftime("%Y-%m-%d"),
         "load": f"shared with other jobs (1-minute load average {load:.1f} at the end)",
         "budget_cpu_seconds": args.budget,
         "seed": args.seed,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else "none",
         "domain_cnn_train_accuracy": round(features.train_accuracy_, 4),
     }
+    ref = reference(real, features, args.seed)
+    results = []
+    for name in args.families:
+        result = run_family(name, FAMILIES[name], real, features, args.budget, args.seed, args.device)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": meta, "reference": ref, "results": results}, indent=1))
+    if gpu:
+        return  # rendered on the development machine with --render
     write(results, ref, meta)
 
 
