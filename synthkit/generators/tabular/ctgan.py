@@ -491,7 +491,10 @@ class _CTGANTask(TrainingTask):
         """
         gen = ctx.generator
         rows = batch.shape[0]
-        n = max(rows, 2)  # the generator's BatchNorm needs 2+ rows
+        assert ctx.private is not None
+        # generated rows: the plan's expected batch, not this batch's size, so that no real row
+        # changes more than its own term (the generator's BatchNorm needs 2+ rows)
+        n = max(ctx.private.expected_batch, 2)
         with ctx.autocast():
             with torch.no_grad():
                 fake = self.activate(self.g(self._g_input(self._no_condition(n), gen)), gen)
