@@ -88,6 +88,29 @@ class SGDBudget:
     accountant: str = "rdp"
 
 
+def sgd_budget(dp: DPConfig | None, rows: int) -> SGDBudget | None:
+    """The whole ``dp=`` budget for DP-SGD over ``rows`` training rows (None without dp): for
+    families with no data-dependent preprocessing to pay for (text, images)."""
+    if dp is None:
+        return None
+    return SGDBudget(epsilon=dp.epsilon, delta=dp.resolved_delta(rows), max_grad_norm=dp.max_grad_norm,
+                     accountant=dp.accountant)
+
+
+def sgd_privacy_report(sgd: SGDBudget, dp: DPConfig, training: dict[str, Any] | None, covers: str) -> dict[str, Any]:
+    """The fit report's ``privacy`` entry of a run whose whole budget went to DP-SGD: spent
+    epsilon, delta, the Trainer's DP-SGD record and what the guarantee covers."""
+    training = training or {}
+    return {
+        "differential_privacy": True,
+        "epsilon": float(training.get("epsilon", 0.0)),
+        "delta": sgd.delta,
+        "target_epsilon": dp.epsilon,
+        "sgd": training,
+        "covers": covers,
+    }
+
+
 def _opacus() -> Any:
     try:
         import opacus  # noqa: F401

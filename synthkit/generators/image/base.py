@@ -9,7 +9,12 @@ Training runs in the shared :class:`~synthkit.nn.Trainer`: each image is one row
 matrix it takes (pixels in [-1, 1], channels first, flattened, then the class index), and a
 family's :class:`~synthkit.nn.TrainingTask` reshapes its batch. So devices, mixed precision,
 seeds, checkpoints and ``fit(..., resume=True)``, progress and loss history are the Trainer's.
-"""
+
+Differential privacy (``dp={"epsilon": ...}``) trains the networks that see real images with
+DP-SGD (Opacus, Poisson sampling, the whole budget) and covers the weights and every sample drawn
+from them. The pixel range and the image size are public; the class set must be declared
+(``classes=[...]``), and the class shares seen in the data are not kept (classes are sampled
+uniformly). The manifest's data fingerprint and image count are not covered."""
 
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from synthkit.generators.base import (
 )
 from synthkit.images import LABEL, ImageSet
 from synthkit.nn import Trainer, TrainingTask, TrainResult
+from synthkit.nn.privacy import DPConfig, sgd_budget, sgd_privacy_report
 
 G = TypeVar("G", bound="ImageGenerator")
 
@@ -60,6 +66,21 @@ class ImageConfig(GeneratorConfig):
     checkpoint_every: int = Field(10, ge=1, description="Epochs between checkpoints.")
     progress: bool = Field(True, description="Show a progress line per epoch.")
     compile: bool = Field(False, description="torch.compile the networks (PyTorch 2).")
+    classes: list[str] | list[int] | None = Field(
+        None, description="The public class set (required with dp when the images have labels); "
+        "every label must be one of them."
+    )
+    dp: DPConfig | None = Field(
+        None, description="Differential privacy of the fit, e.g. {'epsilon': 8}: DP-SGD (Opacus) "
+        "on the networks that see real images."
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value: Any) -> Any:
+        if value is not None and (not value or len({str(v) for v in value}) != len(value)):
+            raise ValueError("classes must be a non-empty list of distinct values")
+        return value
 
     @field_validator("checkpoint_dir", mode="before")
     @classmethod
@@ -110,16 +131,18 @@ class ImageGenerator(NonTabularGenerator):
         self.n_rows_ = len(images)
         values = images.label_values()
         use_labels = self.config.conditional and values is not None
-        self.classes_ = images.classes if use_labels else []
-        index = {v: i for i, v in enumerate(self.classes_)}
-        y = np.asarray([index[v] for v in values], np.int64) if use_labels else np.zeros(len(images), np.int64)
+        private = self.config.dp is not None
+        self.classes_ = _class_set(images, values, self.config.classes, private) if use_labels else []
+        index = {str(v): i for i, v in enumerate(self.classes_)}
+        y = np.asarray([index[str(v)] for v in values], np.int64) if use_labels else np.zeros(len(images), np.int64)
         counts = np.bincount(y, minlength=max(len(self.classes_), 1))
-        self.class_shares_ = (counts / counts.sum()).tolist() if self.classes_ else []
+        # a private fit keeps no class shares (they are facts about the data DP-SGD does not cover)
+        self.class_shares_ = (counts / counts.sum()).tolist() if self.classes_ and not private else []
         self.fit_report_: dict[str, Any] = {
             "warnings": [],
             "images": {"n": len(images), "shape": list(images.shape), "classes": len(self.classes_)},
         }
-        if self.classes_ and counts.min() < 2:
+        if self.classes_ and counts.min() < 2 and not private:
             self.fit_report_["warnings"].append(
                 f"class(es) {[self.classes_[i] for i in np.flatnonzero(counts < 2)]} have a single "
                 "image: samples of them can only imitate it"
@@ -147,6 +170,7 @@ class ImageGenerator(NonTabularGenerator):
 
     def _trainer(self, description: str) -> Trainer:
         cfg = self.config
+        self._sgd = sgd_budget(cfg.dp, self.n_rows_)
         return Trainer(
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
@@ -158,6 +182,7 @@ class ImageGenerator(NonTabularGenerator):
             progress=cfg.progress,
             compile=cfg.compile,
             description=description,
+            dp=self._sgd,
         )
 
     def _run(self, trainer: Trainer, task: TrainingTask, matrix: np.ndarray, *, resume: bool) -> TrainResult:
@@ -166,6 +191,13 @@ class ImageGenerator(NonTabularGenerator):
         self.device_ = trainer.device
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_["warnings"].extend(result.warnings)
+        if self.config.dp is not None and self._sgd is not None:
+            self.fit_report_["privacy"] = sgd_privacy_report(
+                self._sgd, self.config.dp, result.privacy,
+                f"the weights of {self.registry_name}'s networks and every image sampled from them "
+                "(image size, pixel range and the declared classes are public; classes are sampled "
+                "uniformly); the manifest's data fingerprint and image count are not covered",
+            )
         return result
 
     def _run_fingerprint(self) -> str:
@@ -225,8 +257,9 @@ class ImageGenerator(NonTabularGenerator):
             m = min(size, n - done)
             y = None
             if self.classes_:
+                shares = np.asarray(self.class_shares_) if self.class_shares_ else None  # None: uniform
                 y = np.full(m, fixed, np.int64) if fixed is not None else rng.choice(
-                    self.n_classes_, size=m, p=np.asarray(self.class_shares_))
+                    self.n_classes_, size=m, p=shares)
             with torch.no_grad():
                 x = self._sample_images(m, y, generator)
             labels = None if y is None else [self.classes_[i] for i in y]
@@ -288,6 +321,27 @@ def split_batch(batch: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch
 
 def labels_tensor(y: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
     return None if y is None else torch.as_tensor(y, dtype=torch.long, device=device)
+
+
+def _class_set(images: ImageSet, values: list[Any], declared: list[Any] | None, private: bool) -> list[Any]:
+    """The classes a conditional fit learns: declared (every label must be one of them), or the
+    ones seen, which a private fit may not use: they are a fact about the data."""
+    if declared is None:
+        if private:
+            raise ConfigError(
+                "With dp= the class set must be declared public: the labels seen in the images are "
+                "a fact about them that DP-SGD does not cover.",
+                hint="Pass classes=[...] (every label the images may have), or conditional=False.",
+            )
+        return list(images.classes)
+    known = {str(v) for v in declared}
+    unknown = sorted({str(v) for v in values} - known)
+    if unknown:
+        raise DataError(
+            f"Labels {unknown[:10]} are not among the declared classes={list(declared)}.",
+            hint="Declare every label the images may have, or drop those images.",
+        )
+    return list(declared)
 
 
 def _as_imageset(data: Any, labels: Any) -> ImageSet:

@@ -16,6 +16,13 @@ mode-collapse monitor.
   images whose nearest real image has the class asked for). These go into every epoch of the
   training history; a drop of coverage to under half its best, or diversity under 0.3, is a
   warning, and ``fit_report_["mode_collapse"]`` keeps the per-epoch figures and the verdict.
+* With ``dp=`` only the discriminator sees real images, so only it is trained with DP-SGD (each
+  image's loss clipped by Opacus' ghost clipping); the generator learns from its private
+  judgements alone. Spectral normalisation is left out then (Opacus cannot clip through a weight
+  parametrisation; the clipping bounds the updates instead), generated images in the
+  discriminator step get classes drawn uniformly and come in a fixed number (the expected batch),
+  so no real image changes more than its own term, and the monitor is off (it compares with real
+  images, which a private run keeps none of).
 """
 
 from __future__ import annotations
@@ -92,10 +99,11 @@ class DCGANGeneratorNet(nn.Module):
 class DCGANDiscriminatorNet(nn.Module):
     """Image (and class) -> realness logit, with a class projection term."""
 
-    def __init__(self, shape: tuple[int, int, int], channels: int, n_classes: int) -> None:
+    def __init__(self, shape: tuple[int, int, int], channels: int, n_classes: int, *,
+                 spectral_norm: bool = True) -> None:
         super().__init__()
         h, w, c = shape
-        sn = nn.utils.parametrizations.spectral_norm
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
         self.features = nn.Sequential(
             sn(nn.Conv2d(c, channels, 4, 2, 1)), nn.LeakyReLU(0.2),
             sn(nn.Conv2d(channels, channels * 2, 4, 2, 1)), nn.LeakyReLU(0.2),
@@ -167,9 +175,10 @@ class DCGANTrainingTask(TrainingTask):
     """Non-saturating GAN loss: one discriminator step, then one generator step, per batch."""
 
     def __init__(self, gen: DCGANGeneratorNet, disc: DCGANDiscriminatorNet, shape: tuple[int, int, int],
-                 *, learning_rate: float, conditional: bool, monitor: CoverageMonitor | None) -> None:
+                 *, learning_rate: float, conditional: bool, monitor: CoverageMonitor | None,
+                 n_classes: int = 0) -> None:
         self.gen, self.disc, self.shape = gen, disc, shape
-        self.conditional, self.monitor = conditional, monitor
+        self.conditional, self.monitor, self.n_classes = conditional, monitor, n_classes
         self.opt_g = torch.optim.Adam(gen.parameters(), lr=learning_rate, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(disc.parameters(), lr=learning_rate, betas=(0.5, 0.999))
         self.coverage: list[dict[str, Any]] = []
@@ -180,7 +189,15 @@ class DCGANTrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
+    dp_row_losses = True  # the private discriminator step hands ctx.optimize its per-image losses
+
+    def private_modules(self) -> tuple[list[str], list[str]]:
+        """Only the discriminator sees real images: DP-SGD privatises it."""
+        return ["discriminator"], ["discriminator"]
+
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        if ctx.private is not None:
+            return self._private_step(batch, ctx)
         real, y = split_batch(batch, self.shape)
         y = y if self.conditional else None
         rows = real.shape[0]
@@ -196,6 +213,42 @@ class DCGANTrainingTask(TrainingTask):
             d_gen = self.disc(fake, y).float()
         loss_g = bce(d_gen, torch.ones_like(d_gen))
         ctx.optimize(loss_g, self.opt_g)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    def _private_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One DP-SGD discriminator step on a Poisson batch of real images, then one generator step.
+
+        Real and generated images go through the discriminator in one pass, so every image's
+        gradient is clipped alike. The generated images are as many as the plan's expected batch
+        with classes drawn uniformly from the declared set: neither depends on the real batch.
+        """
+        assert ctx.private is not None
+        real, y = split_batch(batch, self.shape)
+        y = y if self.conditional else None
+        rows, n = real.shape[0], max(ctx.private.expected_batch, 2)  # the generator's BatchNorm: 2+
+        fake_y = None
+        if y is not None:
+            fake_y = torch.randint(0, self.n_classes, (n,), generator=ctx.generator, device=ctx.device)
+        z = torch.randn((n, self.gen.latent_dim), generator=ctx.generator, device=ctx.device)
+        softplus = torch.nn.functional.softplus
+        with ctx.autocast():
+            with torch.no_grad():
+                fake = self.gen(z, fake_y)
+            both_y = None if y is None else torch.cat([y, fake_y])
+            scores = self.disc(torch.cat([real, fake.to(real.dtype)]), both_y).float()
+        # per-image losses whose mean is the usual mean(real) + mean(fake) loss
+        total = rows + n
+        row_losses = torch.cat([softplus(-scores[:rows]) * (total / rows), softplus(scores[rows:]) * (total / n)])
+        loss_d = row_losses.mean()
+        ctx.optimize(loss_d, self.opt_d, rows=row_losses)
+        self.disc.requires_grad_(False)
+        try:
+            z = torch.randn((n, self.gen.latent_dim), generator=ctx.generator, device=ctx.device)
+            with ctx.outside_privacy(), ctx.autocast():
+                loss_g = softplus(-self.disc(self.gen(z, fake_y), fake_y).float()).mean()
+                ctx.optimize(loss_g, self.opt_g)
+        finally:
+            self.disc.requires_grad_(True)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
     def on_epoch_end(self, epoch: int, ctx: StepContext) -> dict[str, Any]:
@@ -222,7 +275,8 @@ class DCGANGenerator(ImageGenerator):
         cfg = self.config
         return (
             DCGANGeneratorNet(self.image_shape_, cfg.latent_dim, cfg.generator_channels, self.n_classes_),
-            DCGANDiscriminatorNet(self.image_shape_, cfg.discriminator_channels, self.n_classes_),
+            DCGANDiscriminatorNet(self.image_shape_, cfg.discriminator_channels, self.n_classes_,
+                                  spectral_norm=cfg.dp is None),
         )
 
     def _fit_images(self, matrix: np.ndarray, *, resume: bool) -> None:
@@ -231,7 +285,10 @@ class DCGANGenerator(ImageGenerator):
         with seeded(cfg.seed):
             gen, disc = self._nets()
         monitor = None
-        if cfg.monitor_samples:
+        if cfg.monitor_samples and cfg.dp is not None:
+            self.fit_report_["mode_collapse"] = {
+                "off": "the monitor compares generated with real images; a private fit keeps none"}
+        elif cfg.monitor_samples:
             pick = np.random.default_rng(_MONITOR_SEED).permutation(matrix.shape[0])[: cfg.monitor_reference]
             ref = torch.as_tensor(matrix[np.sort(pick)], device=trainer.device)
             real, labels = split_batch(ref, self.image_shape_)
@@ -240,6 +297,7 @@ class DCGANGenerator(ImageGenerator):
         task = DCGANTrainingTask(
             gen.to(trainer.device), disc.to(trainer.device), self.image_shape_,
             learning_rate=cfg.learning_rate, conditional=self.n_classes_ > 0, monitor=monitor,
+            n_classes=self.n_classes_,
         )
         result = self._run(trainer, task, matrix, resume=resume)
         self.generator_ = gen.eval()

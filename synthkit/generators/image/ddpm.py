@@ -18,6 +18,8 @@
 * Training: MSE of the predicted noise, timesteps uniform, AdamW, an exponential moving average
   of the weights (with warm-up, so short runs are not dominated by the initial weights), which is
   what is saved and sampled.
+* With ``dp=`` the U-Net is trained with DP-SGD (each image's loss clipped by Opacus' ghost
+  clipping; GroupNorm mixes no images); the weight average of private weights is private too.
 """
 
 from __future__ import annotations
@@ -195,6 +197,12 @@ class ImageDDPMTrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adamw": self.optimizer}
 
+    dp_row_losses = True  # train_step hands ctx.optimize each image's loss
+
+    def private_modules(self) -> tuple[list[str], list[str]]:
+        """The U-Net sees real images; its weight average only copies it (post-processing)."""
+        return ["unet"], ["adamw"]
+
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         x0, y = split_batch(batch, self.shape)
         rows = x0.shape[0]
@@ -207,8 +215,9 @@ class ImageDDPMTrainingTask(TrainingTask):
             labels = torch.where(hide, torch.full_like(y, self.net.n_classes), y)
         with ctx.autocast():
             pred = self.net(x_t, t, labels)
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
-        ctx.optimize(loss, self.optimizer)
+        row_losses = (pred.float() - noise).square().flatten(1).mean(1)
+        loss = row_losses.mean()
+        ctx.optimize(loss, self.optimizer, rows=row_losses)
         self._update_ema()
         return {"loss": loss.detach()}
 

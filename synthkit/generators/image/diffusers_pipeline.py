@@ -137,6 +137,13 @@ class DiffusersTrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adamw": self.optimizer}
 
+    dp_row_losses = True  # train_step hands ctx.optimize each image's loss
+
+    def private_modules(self) -> tuple[list[str], list[str]]:
+        """The UNet is fine-tuned on real images: DP-SGD privatises it (the base checkpoint is
+        public)."""
+        return ["unet"], ["adamw"]
+
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         x0, y = split_batch(batch, self.shape)
         rows = x0.shape[0]
@@ -152,8 +159,9 @@ class DiffusersTrainingTask(TrainingTask):
             target = x0
         with ctx.autocast():
             pred = self.unet(x_t, t, class_labels=y if self.conditional else None).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), target)
-        ctx.optimize(loss, self.optimizer)
+        row_losses = (pred.float() - target).square().flatten(1).mean(1)
+        loss = row_losses.mean()
+        ctx.optimize(loss, self.optimizer, rows=row_losses)
         return {"loss": loss.detach()}
 
 

@@ -7,6 +7,9 @@ cross-entropy of the pixels (intensities in [0, 1] as soft targets) plus ``kl_we
 KL divergence from the standard normal prior. For a labelled set both networks also see a class
 embedding (a conditional VAE), so ``sample(conditions={"label": k})`` decodes codes for class k.
 Sampling decodes standard normal codes to the pixels' expected intensities.
+
+With ``dp=`` both networks see real images, so both are trained with DP-SGD (each image's loss
+clipped by Opacus' ghost clipping).
 """
 
 from __future__ import annotations
@@ -112,6 +115,12 @@ class ImageVAETrainingTask(TrainingTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
+    dp_row_losses = True  # train_step hands ctx.optimize each image's loss
+
+    def private_modules(self) -> tuple[list[str], list[str]]:
+        """Both networks see real images (the decoder reconstructs them): both are private."""
+        return ["encoder", "decoder"], ["adam"]
+
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         x, y = split_batch(batch, self.shape)
         y = y if self.conditional else None
@@ -122,13 +131,14 @@ class ImageVAETrainingTask(TrainingTask):
         with ctx.autocast():
             logits = self.decoder(mu + eps * torch.exp(0.5 * logvar), y)
         target = (x + 1.0) / 2.0
-        rows = x.shape[0]
         reconstruction = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits.float(), target, reduction="sum") / rows
-        kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp()) / rows
-        loss = reconstruction + self.kl_weight * kl
-        ctx.optimize(loss, self.optimizer)
-        return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
+            logits.float(), target, reduction="none").flatten(1).sum(1)
+        kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp(), dim=1)
+        row_losses = reconstruction + self.kl_weight * kl
+        loss = row_losses.mean()
+        ctx.optimize(loss, self.optimizer, rows=row_losses)
+        return {"loss": loss.detach(), "reconstruction": reconstruction.mean().detach(),
+                "kl": kl.mean().detach()}
 
 
 class ImageVAEGenerator(ImageGenerator):

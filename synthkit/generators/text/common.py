@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from synthkit.errors import ConfigError, DataError, EmptyDataError, NotFittedError
 from synthkit.generators.base import GeneratorConfig, _check_n
+from synthkit.nn.privacy import sgd_privacy_report
 
 
 class TextConfig(GeneratorConfig):
@@ -204,27 +205,9 @@ def classes_of(labels: list[str] | None, declared: list[str] | None, private: bo
     return sorted(set(labels))
 
 
-def sgd_budget(dp: Any, rows: int) -> Any:
-    """The Trainer's DP-SGD budget for a ``dp=`` config over ``rows`` documents (None without dp)."""
-    from synthkit.nn.privacy import SGDBudget
-
-    if dp is None:
-        return None
-    return SGDBudget(epsilon=dp.epsilon, delta=dp.resolved_delta(rows), max_grad_norm=dp.max_grad_norm,
-                     accountant=dp.accountant)
-
-
 def privacy_report(sgd: Any, dp: Any, result: Any, covers: str) -> dict[str, Any]:
     """The fit report's ``privacy`` entry of a DP-SGD run: spent epsilon, delta and what it covers."""
-    training = result.privacy or {}
-    return {
-        "differential_privacy": True,
-        "epsilon": float(training.get("epsilon", 0.0)),
-        "delta": sgd.delta,
-        "target_epsilon": dp.epsilon,
-        "sgd": training,
-        "covers": covers,
-    }
+    return sgd_privacy_report(sgd, dp, result.privacy, covers)
 
 
 def run_fingerprint(gen: TextModelMixin, run_only: Iterable[str], extra: Sequence[Any] = (), tail: str = "") -> str:

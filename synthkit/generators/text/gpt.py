@@ -48,10 +48,9 @@ from synthkit.generators.text.common import (
     classes_of,
     privacy_report,
     run_fingerprint,
-    sgd_budget,
 )
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state
-from synthkit.nn.privacy import DPConfig
+from synthkit.nn.privacy import DPConfig, sgd_budget
 from synthkit.nn.transformer import KVCache, TransformerBlock, seeded_dropout
 
 G = TypeVar("G", bound="TextGPTGenerator")
