@@ -25,7 +25,7 @@ from synthkit.schema import ColumnKind, Schema
 #: Settings that change how a run is carried out, not what it learns: a resumed run may change
 #: them (more epochs, another device) and keep its checkpoint.
 RUN_ONLY_FIELDS = frozenset(
-    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile"}
+    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile", "sample_precision"}
 )
 
 
@@ -44,6 +44,12 @@ class NeuralConfig(GeneratorConfig):
         "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
     )
     amp: bool = Field(True, description="bf16 mixed precision on a GPU (no effect on a CPU).")
+    sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Precision of the hidden layers when sampling (tabular/ctgan, tabular/tvae): "
+        "'auto' is bf16 where it is much faster (a CUDA GPU, a CPU with AMX), else fp32; the "
+        "output layer is always fp32.",
+    )
     checkpoint_dir: str | None = Field(
         None, description="Directory for training checkpoints; needed for fit(..., resume=True)."
     )

@@ -77,6 +77,7 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
+from synthkit.nn.precision import linear_split_t, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
 
@@ -89,7 +90,7 @@ _DROPOUT = 0.5
 #: Weight of the WGAN gradient penalty.
 _GP_LAMBDA = 10.0
 #: Rows generated per forward pass when sampling (bounds memory for any n).
-_SAMPLE_CHUNK = 20_000
+_SAMPLE_CHUNK = 4_096
 #: Rows in the mode-collapse probe, its fixed seed, and what counts as collapse.
 _PROBE_ROWS = 2_000
 _PROBE_SEED = 20_190_701
@@ -191,12 +192,20 @@ class CTGANGeneratorNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
             return self.out(self.blocks(x))
-        return self._forward_no_grad(x)
+        return self.forward_no_grad(x)
 
-    def _forward_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_no_grad(
+        self, x: torch.Tensor, dtype: torch.dtype = torch.float32, exact: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The same outputs without autograd (a critic step's fakes, sampling): the blocks write
         into one preallocated ``[h_k, ..., h_1, x]`` buffer instead of concatenating a growing
-        input per block, and in eval mode BatchNorm is folded into its linear layer."""
+        input per block, and in eval mode BatchNorm is folded into its linear layer.
+
+        ``dtype=torch.bfloat16`` (eval mode, for sampling) runs the blocks in bf16, and of the
+        output layer only the ``exact`` columns (alpha values) in fp32 (see
+        :mod:`synthkit.nn.precision`)."""
+        if dtype != torch.float32 and not self.training and all(_foldable(b.bn) for b in self.blocks):
+            return self._forward_low(x, dtype, exact)
         widths = [block.fc.out_features for block in self.blocks]
         total = x.shape[1] + sum(widths)
         buffer = x.new_empty(x.shape[0], total)
@@ -204,17 +213,43 @@ class CTGANGeneratorNet(nn.Module):
         buffer[:, start:] = x
         for block, width in zip(self.blocks, widths, strict=True):
             inputs, bn = buffer[:, start:], block.bn
-            if bn.training or bn.running_mean is None or bn.running_var is None:
+            if not _foldable(bn):
                 h = bn(block.fc(inputs))
             else:  # eval: BatchNorm is an affine map per channel
-                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-                h = F.linear(
-                    inputs, block.fc.weight * scale[:, None],
-                    (block.fc.bias - bn.running_mean) * scale + bn.bias,
-                )
+                weight, bias = _folded(block)
+                h = F.linear(inputs, weight, bias)
             start -= width
             buffer[:, start : start + width] = h.relu_()
         return self.out(buffer)
+
+    def _forward_low(self, x: torch.Tensor, dtype: torch.dtype, exact: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward_no_grad` in ``dtype`` on a transposed buffer ``[h_k; ...; h_1; x]``
+        (features × rows): each block's input is then a contiguous block of rows. (A bf16 linear
+        on a column slice of a row-major buffer reads outside the slice in PyTorch's CPU kernels.)"""
+        widths = [block.fc.out_features for block in self.blocks]
+        total = x.shape[1] + sum(widths)
+        buffer = x.new_empty(total, x.shape[0], dtype=dtype)
+        start = total - x.shape[1]
+        buffer[start:] = x.t()
+        for block, width in zip(self.blocks, widths, strict=True):
+            weight, bias = _folded(block)
+            out = buffer[start - width : start]
+            torch.addmm(bias.to(dtype)[:, None], weight.to(dtype), buffer[start:], out=out)
+            out.relu_()
+            start -= width
+        return linear_split_t(self.out, buffer, exact)
+
+
+def _foldable(bn: nn.BatchNorm1d) -> bool:
+    return not bn.training and bn.running_mean is not None and bn.running_var is not None
+
+
+def _folded(block: _ResidualBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's linear layer with its (eval-mode) BatchNorm folded in: weight and bias."""
+    bn = block.bn
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return block.fc.weight * scale[:, None], (block.fc.bias - bn.running_mean) * scale + bn.bias
 
 
 class CTGANDiscriminatorNet(nn.Module):
@@ -279,6 +314,7 @@ class _DiscreteLayout:
     cond_start: torch.Tensor  # (d,) long: block start in the conditional vector
     widths: list[int]
     cond_dim: int
+    width_of: torch.Tensor  # (d,) long: each column's number of categories
 
     @classmethod
     def of(
@@ -294,6 +330,7 @@ class _DiscreteLayout:
             cond_start=torch.as_tensor(cond_start, dtype=torch.long, device=device),
             widths=widths,
             cond_dim=int(sum(widths)),
+            width_of=torch.as_tensor(widths, dtype=torch.long, device=device),
         )
 
 
@@ -318,9 +355,19 @@ def _draw_conditions(
     """(conditional vectors, chosen column, chosen cond slot): column uniform, category by probs."""
     device = probs.device
     cols = torch.randint(len(layout.widths), (n,), generator=generator, device=device)
-    cats = torch.multinomial(probs[cols], 1, generator=generator).squeeze(1)
+    # inverse CDF (a category with probability 0 is never drawn): one uniform per row, a fraction
+    # of torch.multinomial's cost
+    u = torch.rand((n, 1), generator=generator, device=device, dtype=torch.float64)
+    cats = torch.searchsorted(_cumulative(probs).index_select(0, cols), u, right=True).squeeze(1)
+    cats = torch.minimum(cats, layout.width_of.index_select(0, cols) - 1)
     slots = layout.cond_start[cols] + cats
     return _one_hot(slots, layout.cond_dim), cols, slots
+
+
+def _cumulative(probs: torch.Tensor) -> torch.Tensor:
+    """Per-column cumulative probabilities in float64, ending at exactly 1 (padding stays at 1)."""
+    cum = probs.to(torch.float64).cumsum(1)
+    return cum / cum[:, -1:].clamp_min(1e-300)
 
 
 def _one_hot(slots: torch.Tensor, width: int) -> torch.Tensor:
@@ -747,6 +794,7 @@ class CTGANGenerator(Generator):
             device=device,
         )
         net = self.generator_net_.eval()
+        dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
         activate = _Activation(self.encoder_, device)
         parts = []
         with torch.no_grad():
@@ -761,7 +809,7 @@ class CTGANGenerator(Generator):
                 else:
                     cond, _, _ = _draw_conditions(m, probs, layout, gen)
                 z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
-                out = activate.decodable(net(torch.cat([z, cond], dim=1)), gen)
+                out = activate.decodable(net.forward_no_grad(torch.cat([z, cond], dim=1), dtype, activate.alpha), gen)
                 parts.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)

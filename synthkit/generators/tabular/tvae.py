@@ -50,6 +50,7 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
+from synthkit.nn.precision import mlp_no_grad, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
 
@@ -57,7 +58,7 @@ _STATE_FILE = "tvae.json"
 _STATE_VERSION = 1
 _DECODER = "decoder"
 #: Rows decoded at once when sampling or validating: bounds memory for any n.
-_CHUNK_ROWS = 20_000
+_CHUNK_ROWS = 4_096
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
@@ -376,13 +377,14 @@ class TVAEGenerator(Generator):
         gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
         sigma = self.decoder_.sigma.detach()
         dim = self.decoder_.embedding_dim
+        dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
         frames = []
         with torch.no_grad():
             for start in range(0, n, _CHUNK_ROWS):
                 m = min(_CHUNK_ROWS, n - start)
                 z = torch.randn((m, dim), generator=gen, device=device)
                 noise = torch.randn((m, self.layout_.n_alpha), generator=gen, device=device)
-                out = self.layout_.activate(self.decoder_(z), noise, sigma)
+                out = self.layout_.activate(mlp_no_grad(self.decoder_.seq, z, dtype, self.layout_.alpha), noise, sigma)
                 frames.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
         return pl.concat(frames, how="vertical")
 

@@ -1,0 +1,98 @@
+"""Reduced precision for sampling: bf16 hidden layers where the hardware multiplies bf16 fast.
+
+Sampling a trained generator is a stack of matrix products over many rows. On a GPU with bf16
+and on a CPU with AMX tiles (Intel Sapphire Rapids and later) bf16 products run several times
+faster than fp32 ones (an MLP of CTGAN's widths over 100,000 rows on one core: 0.07 s against
+0.35 s). The hidden layers tolerate bf16's 8-bit mantissa (mixed-precision training uses it for
+whole steps). Of the output layer, the columns that become continuous numbers (``exact``) are
+computed in fp32, so they are not rounded to bf16's grid; the category logits, which only feed
+an argmax, stay in bf16.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+SamplePrecision = Literal["auto", "float32", "bfloat16"]
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """True where bf16 matrix products beat fp32 by a wide margin: CUDA GPUs with bf16 support,
+    CPUs with AMX tiles."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(probe()) if probe is not None else False
+    return False
+
+
+def sampling_dtype(precision: SamplePrecision, device: torch.device) -> torch.dtype:
+    """The dtype of a sampler's hidden layers: ``"auto"`` picks bf16 where :func:`fast_bf16`."""
+    if precision == "bfloat16" or (precision == "auto" and fast_bf16(device)):
+        return torch.bfloat16
+    return torch.float32
+
+
+def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
+    """``layer(h)`` as fp32 for a reduced-precision ``h``: the output columns in ``exact`` are
+    computed in fp32, the others in ``h``'s dtype and cast up."""
+    if h.dtype == torch.float32:
+        return layer(h)
+    bias = layer.bias
+    out = torch.empty(h.shape[0], layer.out_features, dtype=torch.float32, device=h.device)
+    out.copy_(torch.nn.functional.linear(h, layer.weight.to(h.dtype), None if bias is None else bias.to(h.dtype)))
+    if exact is not None and exact.numel():
+        out.index_copy_(1, exact, torch.nn.functional.linear(
+            h.float(), layer.weight.index_select(0, exact), None if bias is None else bias.index_select(0, exact)))
+    return out
+
+
+def linear_split_t(layer: torch.nn.Linear, h_t: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
+    """:func:`linear_split` of a transposed input ``h_t`` (features × rows): fp32 rows × outputs."""
+    bias = layer.bias
+    weight = layer.weight.to(h_t.dtype)
+    out_t = torch.mm(weight, h_t) if bias is None else torch.addmm(bias.to(h_t.dtype)[:, None], weight, h_t)
+    out = torch.empty(h_t.shape[1], layer.out_features, dtype=torch.float32, device=h_t.device)
+    out.copy_(out_t.t())
+    if exact is not None and exact.numel():
+        w = layer.weight.index_select(0, exact)
+        exact_t = torch.mm(w, h_t.float()) if bias is None else torch.addmm(
+            bias.index_select(0, exact)[:, None], w, h_t.float())
+        out.index_copy_(1, exact, exact_t.t())
+    return out
+
+
+def mlp_no_grad(
+    layers: torch.nn.Sequential, x: torch.Tensor, dtype: torch.dtype, exact: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run a Linear/ReLU stack whose last layer is a Linear: the hidden layers in ``dtype``, the
+    last one by :func:`linear_split` (``exact`` columns in fp32). Equal to ``layers(x)`` when
+    ``dtype`` is fp32."""
+    if dtype == torch.float32:
+        return layers(x)
+    *hidden, last = list(layers.children())
+    if not isinstance(last, torch.nn.Linear):
+        raise TypeError("mlp_no_grad needs a stack that ends in a Linear layer")
+    h = x.to(dtype)
+    for layer in _flatten(hidden):
+        if isinstance(layer, torch.nn.Linear):
+            h = torch.nn.functional.linear(h, layer.weight.to(dtype),
+                                           None if layer.bias is None else layer.bias.to(dtype))
+        elif isinstance(layer, torch.nn.ReLU):
+            h = h.relu_()
+        else:
+            h = layer(h)
+    return linear_split(last, h, exact)
+
+
+def _flatten(modules: list[torch.nn.Module]) -> list[torch.nn.Module]:
+    out: list[torch.nn.Module] = []
+    for module in modules:
+        if isinstance(module, torch.nn.Sequential):
+            out.extend(_flatten(list(module.children())))
+        else:
+            out.append(module)
+    return out

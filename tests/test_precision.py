@@ -1,0 +1,71 @@
+"""bf16 sampling (synthkit.nn.precision): the right dtype per device, fp32 continuous outputs,
+samples that match fp32 sampling, and CTGAN's transposed bf16 path against its fp32 one."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+import synthkit as sk
+from synthkit.generators.tabular.ctgan import CTGANGeneratorNet
+from synthkit.nn.precision import linear_split, linear_split_t, mlp_no_grad, sampling_dtype
+
+
+def test_sampling_dtype_follows_the_hardware_unless_told():
+    cpu = torch.device("cpu")
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    assert sampling_dtype("auto", cpu) == (torch.bfloat16 if amx else torch.float32)
+    assert sampling_dtype("float32", cpu) == torch.float32
+    assert sampling_dtype("bfloat16", cpu) == torch.bfloat16
+
+
+def test_split_linear_keeps_exact_columns_in_fp32():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(300, 40)
+    h = torch.randn(64, 300).bfloat16()
+    exact = torch.tensor([0, 7, 39])
+    out = linear_split(layer, h, exact)
+    assert out.dtype == torch.float32 and out.shape == (64, 40)
+    reference = layer(h.float()).detach()
+    # exact columns: fp32 products of the bf16 inputs; the others rounded through bf16
+    assert torch.allclose(out[:, exact], reference[:, exact], rtol=0, atol=1e-5)
+    rest = [c for c in range(40) if c not in exact.tolist()]
+    assert (out[:, rest] - reference[:, rest]).abs().max() < 0.05
+    assert not torch.equal(out[:, rest], reference[:, rest])
+    # the transposed form gives the same numbers
+    assert torch.allclose(linear_split_t(layer, h.t().contiguous(), exact), out, atol=1e-5)
+    assert torch.equal(mlp_no_grad(torch.nn.Sequential(layer), h.float(), torch.float32), layer(h.float()))
+
+
+def test_ctgan_bf16_generator_pass_matches_fp32():
+    torch.manual_seed(0)
+    net = CTGANGeneratorNet(170, (256, 256), 60)
+    net.train()
+    net(torch.randn(512, 170))  # BatchNorm running statistics
+    net.eval()
+    x = torch.randn(1000, 170)
+    with torch.no_grad():
+        full = net.forward_no_grad(x)
+        low = net.forward_no_grad(x, torch.bfloat16, torch.tensor([0, 1, 2]))
+    assert not torch.isnan(low).any()
+    assert torch.allclose(full, net(x).detach(), atol=1e-4)  # the fp32 fast path is exact
+    assert (low - full).abs().max() < 0.1 * full.abs().max()
+    assert (low[:, :3] - full[:, :3]).abs().mean() < (low[:, 3:] - full[:, 3:]).abs().mean()
+
+
+@pytest.mark.parametrize("family", ["tabular/ctgan", "tabular/tvae"])
+def test_bf16_samples_match_fp32_samples(family, wage_small):
+    gen = sk.create(family, epochs=5, seed=0, progress=False).fit(wage_small)
+    fp32 = gen.sample(3000, seed=1)
+    gen.config = gen.config.model_copy(update={"sample_precision": "bfloat16"})
+    bf16 = gen.sample(3000, seed=1)
+    assert bf16.schema == fp32.schema and bf16.height == 3000
+    assert bf16.equals(gen.sample(3000, seed=1))  # reproducible
+    for column in ("age", "wage"):
+        a, b = fp32[column].cast(pl.Float64), bf16[column].cast(pl.Float64)
+        assert abs(a.mean() - b.mean()) < 0.02 * a.std()
+    shares = [df["education"].value_counts(normalize=True).sort("education")["proportion"] for df in (fp32, bf16)]
+    assert (shares[0] - shares[1]).abs().max() < 0.02
+    # continuous values are not snapped to bf16's grid
+    assert bf16["wage"].n_unique() > 0.9 * fp32["wage"].n_unique()
