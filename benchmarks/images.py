@@ -19,6 +19,9 @@ work, CPU seconds would not measure it), bf16 mixed precision is on, and results
 ``--json`` after every family (a run cut short keeps what it measured); render them here with
 
     python benchmarks/images.py --render images-gpu.json --section images-gpu-h200
+
+``--dp EPS`` trains every family with differential privacy (DP-SGD, ``dp={"epsilon": EPS}``,
+the ten digit classes declared public) in the same budget.
 """
 
 from __future__ import annotations
@@ -81,6 +84,14 @@ def train_for(name: str, options: dict, real, budget: float, seed: int, device: 
         cpu0, wall0 = time.process_time(), time.perf_counter()
         gen = sk.create(name, epochs=1, **common).fit(real)
         epochs = 1
+        if "dp" in options:
+            # a private run's noise is planned for its epochs: no resuming into more. The first
+            # epoch was a timing probe (counted in the budget); one run gets the rest.
+            _synchronize(device)
+            spent = (time.perf_counter() - wall0) if gpu else (time.process_time() - cpu0)
+            epochs = max(1, int((budget - spent) / max(spent, 1e-6)))
+            gen = sk.create(name, epochs=epochs, **{**common, "checkpoint_dir": None}).fit(real)
+            return gen, epochs, time.process_time() - cpu0, time.perf_counter() - wall0
         while True:
             _synchronize(device)
             spent = (time.perf_counter() - wall0) if gpu else (time.process_time() - cpu0)
@@ -94,9 +105,12 @@ def train_for(name: str, options: dict, real, budget: float, seed: int, device: 
         return gen, epochs, time.process_time() - cpu0, time.perf_counter() - wall0
 
 
-def run_family(name: str, options: dict, real, features, budget: float, seed: int, device: str = "cpu") -> dict:
+def run_family(name: str, options: dict, real, features, budget: float, seed: int, device: str = "cpu",
+               dp: float | None = None) -> dict:
     from synthkit.evaluate.images import evaluate_images
 
+    if dp is not None:
+        options = {**options, "dp": {"epsilon": dp}, "classes": list(range(10))}
     gen, epochs, cpu, wall = train_for(name, options, real, budget, seed, device)
     gen.sample(64, seed=seed)  # warm-up: kernels, caches
     _synchronize(device)
@@ -119,7 +133,10 @@ def run_family(name: str, options: dict, real, features, budget: float, seed: in
         "device": str(gen.device_),
         **{k: report.value(k) for k in report.metrics},
     }
-    if name == "image/dcgan":
+    if dp is not None:
+        out["dp_epsilon"] = gen.fit_report_["privacy"]["epsilon"]
+        out["options"]["dp"] = {"epsilon": dp}
+    if name == "image/dcgan" and dp is None:
         out["mode_collapse_final"] = gen.fit_report_.get("mode_collapse", {}).get("final")
     return out
 
@@ -172,6 +189,9 @@ def write(results: list[dict], ref: dict, meta: dict, section: str = "images") -
         run = (f"`OMP_NUM_THREADS=1 python benchmarks/images.py --budget {budget:g}` on {meta['machine']}, "
                f"{meta['date']}; {meta['load']}. Every family trained for the same {budget:g} CPU seconds "
                "(one thread; resumed chunks of epochs; wall seconds are longer on the loaded box)")
+    if meta.get("dp_epsilon") is not None:
+        title += f", differentially private (epsilon {meta['dp_epsilon']:g})"
+        run = run.replace("--budget", f"--dp {meta['dp_epsilon']:g} --budget")
     lines = [
         title,
         "",
@@ -218,6 +238,7 @@ def main() -> None:
     parser.add_argument("--json", help="Also write the results here after every family (GPU runs).")
     parser.add_argument("--render", help="Render a --json file into a results section, then stop.")
     parser.add_argument("--section", default="images", help="Results section name for --render.")
+    parser.add_argument("--dp", type=float, help="Train every family with dp={'epsilon': DP}.")
     args = parser.parse_args()
     if args.render:
         data = json.loads(Path(args.render).read_text(encoding="utf-8"))
@@ -240,13 +261,14 @@ def main() -> None:
         "budget_cpu_seconds": args.budget,
         "seed": args.seed,
         "device": args.device,
+        "dp_epsilon": args.dp,
         "gpu": torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else "none",
         "domain_cnn_train_accuracy": round(features.train_accuracy_, 4),
     }
     ref = reference(real, features, args.seed)
     results = []
     for name in args.families:
-        result = run_family(name, FAMILIES[name], real, features, args.budget, args.seed, args.device)
+        result = run_family(name, FAMILIES[name], real, features, args.budget, args.seed, args.device, args.dp)
         print(json.dumps(result), flush=True)
         results.append(result)
         if args.json:
