@@ -48,3 +48,20 @@ def credit() -> pl.DataFrame:
 def churn() -> pl.DataFrame:
     """modeldata mlc_churn: 5,000 rows, many numerical columns."""
     return _rdataset("modeldata", "mlc_churn")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 1,797 digits upsampled to 16×16, labelled 0-9 (an ImageSet)."""
+    from sklearn.datasets import load_digits
+
+    from synthkit.images import ImageSet
+
+    d = load_digits()
+    return ImageSet.from_array(d.images / 16.0, labels=d.target.tolist()).resized(16)
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits):
+    """The first 200 of ``digits``."""
+    return digits.subset(slice(0, 200))

@@ -49,19 +49,6 @@ def approve(images: ImageSet) -> FakeDecision:
 
 
 @pytest.fixture(scope="module")
-def digits() -> ImageSet:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return ImageSet.from_array(d.images / 16.0, labels=d.target.tolist()).resized(16)
-
-
-@pytest.fixture(scope="module")
-def small(digits) -> ImageSet:
-    return digits.subset(slice(0, 200))
-
-
-@pytest.fixture(scope="module")
 def classifier(digits):
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -102,49 +89,49 @@ def test_png_codec_round_trips(shape):
 
 
 # --- connector ---------------------------------------------------------------------------------
-def test_folder_round_trip_keeps_classes(small, tmp_path):
-    dest = write_images(small, tmp_path / "out", decision=approve(small))
+def test_folder_round_trip_keeps_classes(small_digits, tmp_path):
+    dest = write_images(small_digits, tmp_path / "out", decision=approve(small_digits))
     assert sorted(p.name for p in dest.iterdir()) == [str(k) for k in range(10)]
     back = read_images(dest)
-    assert back.shape == small.shape and len(back) == len(small)
+    assert back.shape == small_digits.shape and len(back) == len(small_digits)
     # classes come back as folder names; images of each class are the same
     for k in range(10):
-        want = small.images[np.asarray(small.label_values()) == k]
+        want = small_digits.images[np.asarray(small_digits.label_values()) == k]
         got = back.images[np.asarray(back.label_values()) == str(k)]
         assert np.array_equal(want, got)
     unlabelled = read_images(dest, labels=False)
     assert unlabelled.labels is None
 
 
-def test_npy_round_trip_and_array_source(small, tmp_path):
-    path = write_images(small, tmp_path / "digits.npy", decision=approve(small))
+def test_npy_round_trip_and_array_source(small_digits, tmp_path):
+    path = write_images(small_digits, tmp_path / "digits.npy", decision=approve(small_digits))
     back = read_images(path)
-    assert back.fingerprint() == small.fingerprint()
+    assert back.fingerprint() == small_digits.fingerprint()
     assert read_images(path, labels=False).labels is None
-    from_array = read_images(small.images[..., 0], labels=small.label_values())
-    assert from_array.fingerprint() == small.fingerprint()
+    from_array = read_images(small_digits.images[..., 0], labels=small_digits.label_values())
+    assert from_array.fingerprint() == small_digits.fingerprint()
     resized = read_images(path, size=(8, 8))
     assert resized.shape == (8, 8, 1)
     rgb = read_images(path, channels=3)
-    assert rgb.shape == (16, 16, 3) and np.array_equal(rgb.images[..., 1], small.images[..., 0])
+    assert rgb.shape == (16, 16, 3) and np.array_equal(rgb.images[..., 1], small_digits.images[..., 0])
 
 
-def test_sink_refuses_without_a_passing_decision_for_these_images(small, tmp_path):
-    other = small.subset(slice(0, 10))
+def test_sink_refuses_without_a_passing_decision_for_these_images(small_digits, tmp_path):
+    other = small_digits.subset(slice(0, 10))
     cases = [
         (None, "No policy Decision"),
-        (FakeDecision(False, small.fingerprint()), "did not pass"),
+        (FakeDecision(False, small_digits.fingerprint()), "did not pass"),
         (approve(other), "differs from what was gated"),
     ]
     for decision, message in cases:
         for dest in (tmp_path / "folder", tmp_path / "x.npy"):
             with pytest.raises(GateRefusedError, match=message):
-                write_images(small, dest, decision=decision)
+                write_images(small_digits, dest, decision=decision)
             assert not dest.exists()
     assert not list(tmp_path.iterdir())  # no temp folder or file left behind
-    write_images(small, tmp_path / "folder", decision=approve(small))
+    write_images(small_digits, tmp_path / "folder", decision=approve(small_digits))
     with pytest.raises(SinkExistsError):
-        write_images(small, tmp_path / "folder", decision=approve(small))
+        write_images(small_digits, tmp_path / "folder", decision=approve(small_digits))
     write_images(other, tmp_path / "folder", decision=approve(other), overwrite=True)
     assert len(read_images(tmp_path / "folder")) == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
@@ -177,13 +164,13 @@ def test_bad_input_gives_clear_errors(tmp_path):
 
 # --- generators --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_family_fits_samples_and_round_trips(name, small, tmp_path):
+def test_family_fits_samples_and_round_trips(name, small_digits, tmp_path):
     gen = sk.create(name, seed=0, epochs=1, batch_size=50, progress=False, **FAST[name])
-    assert gen.fit(small) is gen
+    assert gen.fit(small_digits) is gen
     report = gen.fit_report_
     assert report["training"]["epochs_run"] == 1 and report["images"]["classes"] == 10
     out = gen.sample(12, seed=3)
-    assert isinstance(out, ImageSet) and out.shape == small.shape and len(out) == 12
+    assert isinstance(out, ImageSet) and out.shape == small_digits.shape and len(out) == 12
     assert set(out.label_values()) <= set(range(10))
     assert gen.sample(12, seed=3).fingerprint() == out.fingerprint()
     assert gen.sample(12, seed=4).fingerprint() != out.fingerprint()
@@ -199,9 +186,9 @@ def test_family_fits_samples_and_round_trips(name, small, tmp_path):
         gen.sample(2, conditions={"colour": 1})
 
 
-def test_unlabelled_fit_and_bad_fit_input(small):
+def test_unlabelled_fit_and_bad_fit_input(small_digits):
     gen = sk.create("image/vae", seed=0, epochs=1, progress=False, **FAST["image/vae"])
-    gen.fit(ImageSet(small.images))
+    gen.fit(ImageSet(small_digits.images))
     assert gen.classes_ == [] and gen.sample(3, seed=0).labels is None
     with pytest.raises(ConfigError, match="not class-conditional"):
         gen.sample(2, conditions={"label": 1})
@@ -210,21 +197,21 @@ def test_unlabelled_fit_and_bad_fit_input(small):
     with pytest.raises(DataError, match="ImageSet"):
         sk.create("image/vae", progress=False).fit([[1, 2]])
     with pytest.raises(ConfigError, match="class set must be declared"):  # DP: tests/test_images_dp.py
-        sk.create("image/ddpm", dp={"epsilon": 1.0}, progress=False, **FAST["image/ddpm"]).fit(small)
+        sk.create("image/ddpm", dp={"epsilon": 1.0}, progress=False, **FAST["image/ddpm"]).fit(small_digits)
 
 
-def test_resume_continues_from_the_checkpoint(small, tmp_path):
+def test_resume_continues_from_the_checkpoint(small_digits, tmp_path):
     opts = dict(seed=0, batch_size=50, progress=False, checkpoint_dir=tmp_path / "ckpt",
                 checkpoint_every=1, **FAST["image/vae"])
-    sk.create("image/vae", epochs=1, **opts).fit(small)
-    resumed = sk.create("image/vae", epochs=2, **opts).fit(small, resume=True)
+    sk.create("image/vae", epochs=1, **opts).fit(small_digits)
+    resumed = sk.create("image/vae", epochs=2, **opts).fit(small_digits, resume=True)
     training = resumed.fit_report_["training"]
     assert training["resumed_from"] == 1 and training["epochs_run"] == 2
 
 
-def test_dcgan_records_mode_collapse_monitor(small):
+def test_dcgan_records_mode_collapse_monitor(small_digits):
     gen = sk.create("image/dcgan", seed=0, epochs=2, batch_size=50, progress=False, **FAST["image/dcgan"])
-    gen.fit(small)
+    gen.fit(small_digits)
     monitor = gen.fit_report_["mode_collapse"]
     assert [r["epoch"] for r in monitor["per_epoch"]] == [1, 2]
     final = monitor["final"]
@@ -242,9 +229,9 @@ def test_conditional_vae_produces_the_requested_class(digits, classifier):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_image_ddpm_trains_on_gpu(small):
+def test_image_ddpm_trains_on_gpu(small_digits):
     gen = sk.create("image/ddpm", seed=0, epochs=1, device="cuda", progress=False, **FAST["image/ddpm"])
-    gen.fit(small)
+    gen.fit(small_digits)
     assert gen.fit_report_["training"]["device"].startswith("cuda")
     assert len(gen.sample(4, seed=0)) == 4
 

@@ -28,27 +28,14 @@ FAST = {
 }
 
 
-@pytest.fixture(scope="module")
-def digits() -> ImageSet:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return ImageSet.from_array(d.images / 16.0, labels=d.target.tolist()).resized(16)
-
-
-@pytest.fixture(scope="module")
-def small(digits) -> ImageSet:
-    return digits.subset(slice(0, 200))
-
-
 def private(name: str, **extra):
     options = {"seed": 0, "epochs": 2, "batch_size": 50, "progress": False, "dp": DP, "classes": CLASSES}
     return sk.create(name, **{**options, **FAST[name], **extra})
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_family_trains_privately_with_opacus_epsilon(name, small, tmp_path):
-    gen = private(name).fit(small)
+def test_family_trains_privately_with_opacus_epsilon(name, small_digits, tmp_path):
+    gen = private(name).fit(small_digits)
     privacy = gen.fit_report_["privacy"]
     sgd = privacy["sgd"]
     accountant = RDPAccountant()
@@ -70,21 +57,21 @@ def test_family_trains_privately_with_opacus_epsilon(name, small, tmp_path):
     assert loaded.fit_report_["privacy"]["epsilon"] == pytest.approx(privacy["epsilon"])
 
 
-def test_private_fit_needs_the_class_set_declared(small):
+def test_private_fit_needs_the_class_set_declared(small_digits):
     with pytest.raises(ConfigError, match="declared public") as info:
-        sk.create("image/vae", epochs=1, progress=False, dp=DP, **FAST["image/vae"]).fit(small)
+        sk.create("image/vae", epochs=1, progress=False, dp=DP, **FAST["image/vae"]).fit(small_digits)
     assert "classes=[...]" in info.value.hint
     with pytest.raises(DataError, match="not among the declared classes"):
-        private("image/vae", classes=[0, 1, 2]).fit(small)
+        private("image/vae", classes=[0, 1, 2]).fit(small_digits)
     with pytest.raises(ValueError, match="distinct"):
         private("image/vae", classes=[1, 1])
     # unconditional: no class set to declare
     gen = sk.create("image/vae", seed=0, epochs=1, batch_size=50, progress=False, dp=DP, conditional=False,
-                    **FAST["image/vae"]).fit(small)
+                    **FAST["image/vae"]).fit(small_digits)
     assert gen.classes_ == [] and gen.sample(3, seed=0).labels is None
     # without dp, a declared set names the classes (a class missing from the data is allowed)
     declared = sk.create("image/vae", seed=0, epochs=1, progress=False, classes=[*CLASSES, 10],
-                         **FAST["image/vae"]).fit(small)
+                         **FAST["image/vae"]).fit(small_digits)
     assert declared.classes_ == [*CLASSES, 10] and len(declared.class_shares_) == 11
 
 
@@ -96,7 +83,7 @@ def test_private_model_samples_classes_uniformly_not_in_training_shares(digits):
     assert np.all(np.abs(shares - 0.25) < 0.04), shares  # the data holds only 0s and 1s
 
 
-def test_private_dcgan_discriminator_and_fixed_generated_count(small, monkeypatch):
+def test_private_dcgan_discriminator_and_fixed_generated_count(small_digits, monkeypatch):
     seen: list[tuple[int, int]] = []
     step, backward = DCGANTrainingTask._private_step, PrivateTraining.backward
 
@@ -111,7 +98,7 @@ def test_private_dcgan_discriminator_and_fixed_generated_count(small, monkeypatc
 
     monkeypatch.setattr(DCGANTrainingTask, "_private_step", spy_step)
     monkeypatch.setattr(PrivateTraining, "backward", spy_backward)
-    gen = private("image/dcgan").fit(small)
+    gen = private("image/dcgan").fit(small_digits)
     steps = [(seen[i][0], seen[i][1], seen[i + 1][1]) for i in range(0, len(seen), 2)]
     assert len(steps) == 8 and len({b for b, _, _ in steps}) > 1  # Poisson batches vary in size
     # every discriminator step saw its real images plus a fixed number of generated ones
@@ -126,7 +113,7 @@ def test_private_dcgan_discriminator_and_fixed_generated_count(small, monkeypatc
     assert any("parametrizations" in n for n, _ in disc_plain.named_parameters())
 
 
-def test_private_resume_continues_the_same_plan(small, tmp_path, monkeypatch):
+def test_private_resume_continues_the_same_plan(small_digits, tmp_path, monkeypatch):
     opts = {"epochs": 3, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 1}
     original = ImageVAETrainingTask.on_epoch_end
 
@@ -137,15 +124,15 @@ def test_private_resume_continues_the_same_plan(small, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ImageVAETrainingTask, "on_epoch_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        private("image/vae", **opts).fit(small)
+        private("image/vae", **opts).fit(small_digits)
     monkeypatch.undo()
-    resumed = private("image/vae", **opts).fit(small, resume=True)
-    straight = private("image/vae", epochs=3).fit(small)
+    resumed = private("image/vae", **opts).fit(small_digits, resume=True)
+    straight = private("image/vae", epochs=3).fit(small_digits)
     assert resumed.fit_report_["training"]["resumed_from"] == 1
     assert resumed.fit_report_["privacy"]["epsilon"] == pytest.approx(straight.fit_report_["privacy"]["epsilon"])
     assert resumed.sample(8, seed=3).fingerprint() == straight.sample(8, seed=3).fingerprint()
     with pytest.raises(ConfigError, match="privacy plan"):
-        private("image/vae", **{**opts, "epochs": 6}).fit(small, resume=True)
+        private("image/vae", **{**opts, "epochs": 6}).fit(small_digits, resume=True)
 
 
 def test_dp_keeps_a_model_from_copying_its_ten_training_images(digits):
