@@ -263,3 +263,41 @@ def test_bad_input_is_refused(wage):
         enc.inverse_transform(np.zeros((3, enc.width + 1)))
     with pytest.raises(SchemaError):
         enc.transform(wage.drop("age"))
+
+
+# --- numerical columns with few values ----------------------------------------------------------
+def test_few_valued_numbers_get_a_category_per_value(credit):
+    schema = sk.infer_schema(credit)
+    enc = NeuralTableEncoder(max_fit_rows=2_000, max_discrete_values=20, seed=0).fit(credit, schema)
+    discrete = {b.column: b for b in enc.discrete}
+    assert "Time" in discrete and "Age" not in discrete  # 11 loan terms; 50 ages stay continuous
+    assert sorted(discrete["Time"].values) == sorted(credit["Time"].unique().to_list())
+    back = enc.inverse_transform(enc.transform(credit))
+    _assert_same(back, credit)
+    assert back["Time"].dtype == credit["Time"].dtype
+    # any matrix decodes to values the column takes
+    noise = np.random.default_rng(0).normal(size=(500, enc.width)).astype(np.float32)
+    assert set(enc.inverse_transform(noise)["Time"].to_list()) <= set(credit["Time"].to_list())
+    rebuilt = _through_disk(enc)
+    assert rebuilt.blocks == enc.blocks and "Time" in {b.column for b in rebuilt.discrete}
+    assert_frame_equal(rebuilt.inverse_transform(noise), enc.inverse_transform(noise))
+    # off by default, and a float column's NaN is a missing value, not a category
+    assert "Time" not in {b.column for b in NeuralTableEncoder(seed=0).fit(credit, schema).discrete}
+    floats = pl.DataFrame({"x": [1.0, 2.0, float("nan"), 2.0, None, 1.0]})
+    enc = NeuralTableEncoder(max_discrete_values=5, seed=0).fit(floats, sk.infer_schema(floats))
+    assert enc.discrete[0].values == [1.0, 2.0, None]
+    assert enc.inverse_transform(enc.transform(floats))["x"].null_count() == 2
+
+
+def test_private_encoding_keeps_few_valued_numbers_continuous(credit):
+    enc = NeuralTableEncoder(max_discrete_values=20, seed=0)
+    enc.fit_private(credit, sk.infer_schema(credit), epsilon=5.0, delta=1e-6, rng=np.random.default_rng(0))
+    assert "Time" not in {b.column for b in enc.discrete}
+
+
+def test_generators_only_generate_values_a_few_valued_column_takes(credit):
+    terms = set(credit["Time"].to_list())  # 6, 12, 18, ..., 72 months: gaps between them
+    gen = sk.create("tabular/tvae", epochs=2, seed=0, progress=False).fit(credit)
+    assert set(gen.sample(2_000, seed=0)["Time"].to_list()) <= terms
+    off = sk.create("tabular/tvae", epochs=2, seed=0, progress=False, discrete_numerical=0).fit(credit)
+    assert not set(off.sample(2_000, seed=0)["Time"].to_list()) <= terms  # near misses of the terms

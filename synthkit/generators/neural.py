@@ -40,6 +40,13 @@ class NeuralConfig(GeneratorConfig):
         "column) or a quantile transform.",
     )
     max_modes: int = Field(10, ge=1, description="Most mixture modes per numerical column.")
+    discrete_numerical: int = Field(
+        20,
+        ge=0,
+        description="Numerical columns with at most this many distinct values (terms, counts, "
+        "years) are encoded as one category per value, so only values the column takes are "
+        "generated; 0 turns it off. Not under dp (the value set would be a private fact).",
+    )
     device: str = Field(
         "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
     )
@@ -91,7 +98,8 @@ def encode_table(
 ) -> tuple[NeuralTableEncoder, np.ndarray]:
     """Fit the table encoder and return it with the float32 training matrix."""
     seed = encoder_seed(config, data_fingerprint)
-    encoder = NeuralTableEncoder(numerical=config.numerical, max_modes=config.max_modes, seed=seed)
+    encoder = NeuralTableEncoder(numerical=config.numerical, max_modes=config.max_modes,
+                                 max_discrete_values=config.discrete_numerical, seed=seed)
     encoder.fit(df, schema)
     matrix = encoder.transform(df, rng=np.random.default_rng(seed))
     return encoder, np.ascontiguousarray(matrix, dtype=np.float32)

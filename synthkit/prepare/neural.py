@@ -346,6 +346,26 @@ class _DiscretePart:
         return part
 
 
+class _ValuesPart(_DiscretePart):
+    """A numerical column with few distinct values (loan terms, counts, years) encoded as a
+    category per value: generated values are then values the column takes, not near misses of
+    them (a 59-month term where terms are 12, 24, ..., 60)."""
+
+    def fit(self, series: pl.Series) -> None:
+        super().fit(_nan_as_null(series))
+
+    def codes(self, series: pl.Series) -> np.ndarray:
+        return super().codes(_nan_as_null(series))
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays, meta = super().state()
+        return arrays, {**meta, "encoding": "values"}
+
+
+def _nan_as_null(series: pl.Series) -> pl.Series:
+    return series.fill_nan(None) if series.dtype.is_float() else series
+
+
 _Part = _ContinuousPart | _DiscretePart
 
 
@@ -376,6 +396,7 @@ class NeuralTableEncoder:
         max_modes: int = 10,
         max_fit_rows: int = 10_000,
         max_categories: int = 1_000,
+        max_discrete_values: int = 0,
         seed: int | None = None,
     ) -> None:
         if numerical not in ("mode", "quantile"):
@@ -394,6 +415,9 @@ class NeuralTableEncoder:
         self.max_modes = max_modes
         self.max_fit_rows = max_fit_rows
         self.max_categories = max_categories
+        #: Numerical columns with at most this many distinct values get a category per value
+        #: (0: never); a private fit never does this (the value set would be a private fact).
+        self.max_discrete_values = max(0, int(max_discrete_values))
         self.seed = seed
         self.width = 0
         self.blocks: list[OutputBlock] = []
@@ -408,8 +432,9 @@ class NeuralTableEncoder:
         self.schema = schema
         self.parts_: list[_Part] = []
         for column, seed in zip(schema, seeds, strict=True):
-            part = self._new_part(column, int(seed))
-            part.fit(df.get_column(column.name))
+            series = df.get_column(column.name)
+            part = self._new_part(column, int(seed), series)
+            part.fit(series)
             self.parts_.append(part)
         self._layout()
         return self
@@ -476,9 +501,16 @@ class NeuralTableEncoder:
                 "and text are filled by synthkit.prepare.fillers.",
             )
 
-    def _new_part(self, column: Column, seed: int) -> _Part:
+    def _new_part(self, column: Column, seed: int, series: pl.Series | None = None) -> _Part:
         if column.kind in _DISCRETE:
             return _DiscretePart(column, self.max_categories)
+        if (
+            self.max_discrete_values
+            and series is not None
+            and column.kind == ColumnKind.NUMERICAL
+            and 0 < _nan_as_null(series).drop_nulls().n_unique() <= min(self.max_discrete_values, self.max_categories)
+        ):
+            return _ValuesPart(column, self.max_categories)
         normalizer: Normalizer = (
             ModeNormalizer(max_modes=self.max_modes, max_fit_rows=self.max_fit_rows, seed=seed)
             if self.numerical == "mode"
@@ -596,6 +628,7 @@ class NeuralTableEncoder:
             "max_modes": self.max_modes,
             "max_fit_rows": self.max_fit_rows,
             "max_categories": self.max_categories,
+            "max_discrete_values": self.max_discrete_values,
             "seed": self.seed,
         }
         return arrays, {"config": config, "schema": self.schema.to_dict(), "columns": parts}
@@ -609,11 +642,13 @@ class NeuralTableEncoder:
         for i, (column, part_meta) in enumerate(zip(enc.schema, meta["columns"], strict=True)):
             prefix = f"{i}."
             own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-            part: _Part = (
-                _DiscretePart.from_state(column, enc.max_categories, own, part_meta)
-                if column.kind in _DISCRETE
-                else _ContinuousPart.from_state(column, own, part_meta)
-            )
+            part: _Part
+            if part_meta.get("encoding") == "values":
+                part = _ValuesPart.from_state(column, enc.max_categories, own, part_meta)
+            elif column.kind in _DISCRETE:
+                part = _DiscretePart.from_state(column, enc.max_categories, own, part_meta)
+            else:
+                part = _ContinuousPart.from_state(column, own, part_meta)
             enc.parts_.append(part)
         enc._layout()
         return enc

@@ -130,6 +130,12 @@ class DDPMConfig(NeuralConfig):
         description="Numerical encoding: a quantile (normal-score) transform, TabDDPM's, or "
         "mode-specific normalisation (its mode then diffuses as a category).",
     )
+    discrete_numerical: int = Field(
+        0,
+        ge=0,
+        description="Numerical columns with at most this many distinct values are diffused as "
+        "categories (one per value); 0 (the default, as benchmarked) keeps them numerical.",
+    )
     hidden_dims: tuple[PositiveInt, ...] = Field(
         (256, 256, 256), description="Hidden layer sizes of the denoiser MLP."
     )
