@@ -232,3 +232,8 @@ def test_checkpoint_resume(small: pl.DataFrame, tmp_path) -> None:
         SequentialSynthesizer(**{**options, "embedding_dim": 64}).fit(
             small, entity=ENTITY, order=ORDER, resume=True
         )
+
+
+def test_differential_privacy_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match="per-entity accounting"):
+        sk.SequentialSynthesizer(dp={"epsilon": 1.0})

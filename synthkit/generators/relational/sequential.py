@@ -327,6 +327,14 @@ class SequentialSynthesizer:
     """
 
     def __init__(self, **config: Any) -> None:
+        if config.get("dp") is not None:
+            raise ConfigError(
+                "SequentialSynthesizer has no differentially private training: an entity's events "
+                "are many rows, and DP over them needs per-entity accounting, which it does not do "
+                "(DP-SGD per event row would understate epsilon).",
+                hint="Aggregate to one row per entity and fit a family that takes dp= "
+                "(tabular/dpcopula, tabular/tvae, ...).",
+            )
         try:
             self.config = SequentialConfig(**config)
         except ValidationError as exc:
