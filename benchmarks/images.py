@@ -85,11 +85,19 @@ def train_for(name: str, options: dict, real, budget: float, seed: int, device: 
         gen = sk.create(name, epochs=1, **common).fit(real)
         epochs = 1
         if "dp" in options:
-            # a private run's noise is planned for its epochs: no resuming into more. The first
-            # epoch was a timing probe (counted in the budget); one run gets the rest.
-            _synchronize(device)
-            spent = (time.perf_counter() - wall0) if gpu else (time.process_time() - cpu0)
-            epochs = max(1, int((budget - spent) / max(spent, 1e-6)))
+            # a private run's noise is planned for its epochs: no resuming into more. Timing
+            # probes of 1 and 3 epochs (counted in the budget) give the cost per epoch and the
+            # fixed cost of a run (Opacus' set-up, the noise plan); one run gets the rest.
+            def clock() -> float:
+                _synchronize(device)
+                return (time.perf_counter() - wall0) if gpu else (time.process_time() - cpu0)
+
+            one = clock()
+            sk.create(name, epochs=3, **{**common, "checkpoint_dir": None}).fit(real)
+            three = clock() - one
+            per_epoch = max((three - one) / 2, 1e-6)
+            fixed = max(one - per_epoch, 0.0)
+            epochs = max(1, int((budget - clock() - fixed) / per_epoch))
             gen = sk.create(name, epochs=epochs, **{**common, "checkpoint_dir": None}).fit(real)
             return gen, epochs, time.process_time() - cpu0, time.perf_counter() - wall0
         while True:
