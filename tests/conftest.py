@@ -65,3 +65,31 @@ def digits():
 def small_digits(digits):
     """The first 200 of ``digits``."""
     return digits.subset(slice(0, 200))
+
+
+@pytest.fixture
+def private_steps(monkeypatch):
+    """``watch(TaskClass)`` records, for every private GAN step of that task class, (real rows in
+    the Poisson batch, the plan's expected batch, rows whose losses reached DP-SGD's clipping)."""
+    from synthkit.nn.privacy import PrivateTraining
+
+    seen: list[tuple[int, int]] = []
+    backward = PrivateTraining.backward
+
+    def spy_backward(self, loss, optimizer, rows, *, retain_graph):
+        if rows is not None:  # a private optimizer's step (a generator's hands over none)
+            seen.append((-1, rows.shape[0]))
+        return backward(self, loss, optimizer, rows, retain_graph=retain_graph)
+
+    def watch(task_class):
+        step = task_class._private_step
+
+        def spy_step(self, batch, ctx):
+            seen.append((batch.shape[0], ctx.private.expected_batch))
+            return step(self, batch, ctx)
+
+        monkeypatch.setattr(task_class, "_private_step", spy_step)
+        monkeypatch.setattr(PrivateTraining, "backward", spy_backward)
+        return lambda: [(seen[i][0], seen[i][1], seen[i + 1][1]) for i in range(0, len(seen), 2)]
+
+    return watch

@@ -124,29 +124,13 @@ def test_private_ctgan_trains_only_its_discriminator_privately(wage_small):
     assert _CTGANTask.private_modules(None) == (["discriminator"], ["discriminator"])  # type: ignore[arg-type]
 
 
-def test_private_ctgan_scores_a_fixed_number_of_generated_rows(wage_small, monkeypatch):
+def test_private_ctgan_scores_a_fixed_number_of_generated_rows(wage_small, private_steps):
     """One real row's presence may change only its own clipped term: the generated rows in the
     critic step are as many as the plan's expected batch, whatever the Poisson batch held."""
-    from synthkit.nn.privacy import PrivateTraining
-
-    seen: list[tuple[int, int]] = []
-    step, backward = _CTGANTask._private_step, PrivateTraining.backward
-
-    def spy_step(self, batch, ctx):
-        seen.append((batch.shape[0], ctx.private.expected_batch))
-        return step(self, batch, ctx)
-
-    def spy_backward(self, loss, optimizer, rows, *, retain_graph):
-        if rows is not None:
-            seen.append((-1, rows.shape[0]))
-        return backward(self, loss, optimizer, rows, retain_graph=retain_graph)
-
-    monkeypatch.setattr(_CTGANTask, "_private_step", spy_step)
-    monkeypatch.setattr(PrivateTraining, "backward", spy_backward)
+    steps = private_steps(_CTGANTask)
     CTGANGenerator(**FAST).fit(wage_small)
-    steps = [(seen[i][0], seen[i][1], seen[i + 1][1]) for i in range(0, len(seen), 2)]
-    assert len(steps) >= 5 and len({real for real, _, _ in steps}) > 1
-    assert all(handed == real + expected for real, expected, handed in steps)
+    assert len(steps()) >= 5 and len({real for real, _, _ in steps()}) > 1
+    assert all(handed == real + expected for real, expected, handed in steps())
 
 
 def test_private_resume_continues_the_same_plan(wage_small, tmp_path, monkeypatch):

@@ -16,7 +16,6 @@ from synthkit.evaluate.images import memorisation
 from synthkit.generators.image.dcgan import DCGANTrainingTask
 from synthkit.generators.image.vae import ImageVAETrainingTask
 from synthkit.images import ImageSet
-from synthkit.nn.privacy import PrivateTraining
 
 CLASSES = list(range(10))
 DP = {"epsilon": 3.0, "delta": 1e-5}
@@ -83,26 +82,12 @@ def test_private_model_samples_classes_uniformly_not_in_training_shares(digits):
     assert np.all(np.abs(shares - 0.25) < 0.04), shares  # the data holds only 0s and 1s
 
 
-def test_private_dcgan_discriminator_and_fixed_generated_count(small_digits, monkeypatch):
-    seen: list[tuple[int, int]] = []
-    step, backward = DCGANTrainingTask._private_step, PrivateTraining.backward
-
-    def spy_step(self, batch, ctx):
-        seen.append((batch.shape[0], ctx.private.expected_batch))
-        return step(self, batch, ctx)
-
-    def spy_backward(self, loss, optimizer, rows, *, retain_graph):
-        if rows is not None:  # the discriminator's step (the generator's hands over none)
-            seen.append((-1, rows.shape[0]))
-        return backward(self, loss, optimizer, rows, retain_graph=retain_graph)
-
-    monkeypatch.setattr(DCGANTrainingTask, "_private_step", spy_step)
-    monkeypatch.setattr(PrivateTraining, "backward", spy_backward)
+def test_private_dcgan_discriminator_and_fixed_generated_count(small_digits, private_steps):
+    steps = private_steps(DCGANTrainingTask)
     gen = private("image/dcgan").fit(small_digits)
-    steps = [(seen[i][0], seen[i][1], seen[i + 1][1]) for i in range(0, len(seen), 2)]
-    assert len(steps) == 8 and len({b for b, _, _ in steps}) > 1  # Poisson batches vary in size
+    assert len(steps()) == 8 and len({b for b, _, _ in steps()}) > 1  # Poisson batches vary in size
     # every discriminator step saw its real images plus a fixed number of generated ones
-    assert all(handed == real + expected for real, expected, handed in steps)
+    assert all(handed == real + expected for real, expected, handed in steps())
     # no spectral norm (Opacus cannot clip through it), no monitor on real images
     assert "off" in gen.fit_report_["mode_collapse"] and "per_epoch" not in gen.fit_report_["mode_collapse"]
     _, disc = gen._nets()
