@@ -283,10 +283,13 @@ def test_few_valued_numbers_get_a_category_per_value(credit):
     assert_frame_equal(rebuilt.inverse_transform(noise), enc.inverse_transform(noise))
     # off by default, and a float column's NaN is a missing value, not a category
     assert "Time" not in {b.column for b in NeuralTableEncoder(seed=0).fit(credit, schema).discrete}
-    floats = pl.DataFrame({"x": [1.0, 2.0, float("nan"), 2.0, None, 1.0]})
+    floats = pl.DataFrame({"x": [1.0, 2.0, float("nan"), 2.0, None, 1.0] * 10})
     enc = NeuralTableEncoder(max_discrete_values=5, seed=0).fit(floats, sk.infer_schema(floats))
     assert enc.discrete[0].values == [1.0, 2.0, None]
-    assert enc.inverse_transform(enc.transform(floats))["x"].null_count() == 2
+    assert enc.inverse_transform(enc.transform(floats))["x"].null_count() == 20
+    # a handful of rows is a small sample of a continuous column, not its value set
+    tiny = floats.head(6)
+    assert NeuralTableEncoder(max_discrete_values=5, seed=0).fit(tiny, sk.infer_schema(tiny)).discrete == []
 
 
 def test_private_encoding_keeps_few_valued_numbers_continuous(credit):

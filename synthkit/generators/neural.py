@@ -44,8 +44,9 @@ class NeuralConfig(GeneratorConfig):
         20,
         ge=0,
         description="Numerical columns with at most this many distinct values (terms, counts, "
-        "years) are encoded as one category per value, so only values the column takes are "
-        "generated; 0 turns it off. Not under dp (the value set would be a private fact).",
+        "years), each seen at least 10 times on average, are encoded as one category per value, "
+        "so only values the column takes are generated; 0 turns it off. Not under dp (the value "
+        "set would be a private fact).",
     )
     device: str = Field(
         "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."

@@ -415,8 +415,9 @@ class NeuralTableEncoder:
         self.max_modes = max_modes
         self.max_fit_rows = max_fit_rows
         self.max_categories = max_categories
-        #: Numerical columns with at most this many distinct values get a category per value
-        #: (0: never); a private fit never does this (the value set would be a private fact).
+        #: Numerical columns with at most this many distinct values, each seen 10 times on
+        #: average, get a category per value (0: never); a private fit never does this (the value
+        #: set would be a private fact).
         self.max_discrete_values = max(0, int(max_discrete_values))
         self.seed = seed
         self.width = 0
@@ -504,13 +505,12 @@ class NeuralTableEncoder:
     def _new_part(self, column: Column, seed: int, series: pl.Series | None = None) -> _Part:
         if column.kind in _DISCRETE:
             return _DiscretePart(column, self.max_categories)
-        if (
-            self.max_discrete_values
-            and series is not None
-            and column.kind == ColumnKind.NUMERICAL
-            and 0 < _nan_as_null(series).drop_nulls().n_unique() <= min(self.max_discrete_values, self.max_categories)
-        ):
-            return _ValuesPart(column, self.max_categories)
+        if self.max_discrete_values and series is not None and column.kind == ColumnKind.NUMERICAL:
+            seen = _nan_as_null(series).drop_nulls()
+            distinct = seen.n_unique()
+            # few values, each seen often: a small sample of a continuous column is no value set
+            if 0 < distinct <= min(self.max_discrete_values, self.max_categories) and seen.len() >= 10 * distinct:
+                return _ValuesPart(column, self.max_categories)
         normalizer: Normalizer = (
             ModeNormalizer(max_modes=self.max_modes, max_fit_rows=self.max_fit_rows, seed=seed)
             if self.numerical == "mode"
