@@ -93,3 +93,15 @@ def private_steps(monkeypatch):
         return lambda: [(seen[i][0], seen[i][1], seen[i + 1][1]) for i in range(0, len(seen), 2)]
 
     return watch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small networks train fastest on one torch thread (OpenMP wake-ups dominate on a busy
+    2-core box); the previous thread count is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

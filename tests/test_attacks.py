@@ -131,17 +131,6 @@ def tiny_split(wage: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataF
     return rows[:60], rows[60:1060], rows[1060:2060]
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny networks train fastest on one thread, and stay fast when other jobs share the CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _report(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFrame) -> Report:
     return evaluate(train, synthetic, holdout=holdout, sdmetrics=False)
 
