@@ -447,6 +447,31 @@ class NonTabularGenerator(Generator):
         raise self._refuse_table()
 
 
+def declared_classes(
+    values: list[Any], declared: list[Any] | None, seen: list[Any], *, private: bool,
+    what: str, option: str, hint: str,
+) -> list[Any]:
+    """The classes a conditional non-tabular fit learns (text labels, image classes): the
+    ``declared`` ones (every value must be one of them, compared as text), else the ``seen``
+    ones, which a private fit may not use: they are a fact about the data that DP-SGD does not
+    cover. ``what``/``option``/``hint`` word the errors for the family."""
+    if declared is None:
+        if private:
+            raise ConfigError(
+                f"With dp= the {what} must be declared public: the labels seen in the data are a "
+                "fact about it that DP-SGD does not cover.",
+                hint=hint,
+            )
+        return list(seen)
+    unknown = sorted({str(v) for v in values} - {str(v) for v in declared})
+    if unknown:
+        raise DataError(
+            f"Labels {unknown[:10]} are not among the declared {option}={list(declared)}.",
+            hint=f"Declare every label the data may have in {option}=[...], or drop those rows.",
+        )
+    return list(declared)
+
+
 def _restore_dtype(series: pl.Series, dtype: pl.DataType) -> pl.Series:
     if series.dtype == dtype:
         return series

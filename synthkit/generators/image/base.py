@@ -34,6 +34,7 @@ from synthkit.generators.base import (
     GeneratorConfig,
     NonTabularGenerator,
     _check_n,
+    declared_classes,
 )
 from synthkit.images import LABEL, ImageSet
 from synthkit.nn import Trainer, TrainingTask, TrainResult
@@ -132,7 +133,10 @@ class ImageGenerator(NonTabularGenerator):
         values = images.label_values()
         use_labels = self.config.conditional and values is not None
         private = self.config.dp is not None
-        self.classes_ = _class_set(images, values, self.config.classes, private) if use_labels else []
+        self.classes_ = declared_classes(
+            values, self.config.classes, images.classes, private=private, what="class set", option="classes",
+            hint="Pass classes=[...] (every label the images may have), or conditional=False.",
+        ) if use_labels else []
         index = {str(v): i for i, v in enumerate(self.classes_)}
         y = np.asarray([index[str(v)] for v in values], np.int64) if use_labels else np.zeros(len(images), np.int64)
         counts = np.bincount(y, minlength=max(len(self.classes_), 1))
@@ -170,7 +174,6 @@ class ImageGenerator(NonTabularGenerator):
 
     def _trainer(self, description: str) -> Trainer:
         cfg = self.config
-        self._sgd = sgd_budget(cfg.dp, self.n_rows_)
         return Trainer(
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
@@ -182,7 +185,7 @@ class ImageGenerator(NonTabularGenerator):
             progress=cfg.progress,
             compile=cfg.compile,
             description=description,
-            dp=self._sgd,
+            dp=sgd_budget(cfg.dp, self.n_rows_),
         )
 
     def _run(self, trainer: Trainer, task: TrainingTask, matrix: np.ndarray, *, resume: bool) -> TrainResult:
@@ -191,9 +194,9 @@ class ImageGenerator(NonTabularGenerator):
         self.device_ = trainer.device
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_["warnings"].extend(result.warnings)
-        if self.config.dp is not None and self._sgd is not None:
+        if self.config.dp is not None and trainer.dp is not None:
             self.fit_report_["privacy"] = sgd_privacy_report(
-                self._sgd, self.config.dp, result.privacy,
+                trainer.dp, self.config.dp, result.privacy,
                 f"the weights of {self.registry_name}'s networks and every image sampled from them "
                 "(image size, pixel range and the declared classes are public; classes are sampled "
                 "uniformly); the manifest's data fingerprint and image count are not covered",
@@ -321,27 +324,6 @@ def split_batch(batch: torch.Tensor, shape: tuple[int, int, int]) -> tuple[torch
 
 def labels_tensor(y: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
     return None if y is None else torch.as_tensor(y, dtype=torch.long, device=device)
-
-
-def _class_set(images: ImageSet, values: list[Any], declared: list[Any] | None, private: bool) -> list[Any]:
-    """The classes a conditional fit learns: declared (every label must be one of them), or the
-    ones seen, which a private fit may not use: they are a fact about the data."""
-    if declared is None:
-        if private:
-            raise ConfigError(
-                "With dp= the class set must be declared public: the labels seen in the images are "
-                "a fact about them that DP-SGD does not cover.",
-                hint="Pass classes=[...] (every label the images may have), or conditional=False.",
-            )
-        return list(images.classes)
-    known = {str(v) for v in declared}
-    unknown = sorted({str(v) for v in values} - known)
-    if unknown:
-        raise DataError(
-            f"Labels {unknown[:10]} are not among the declared classes={list(declared)}.",
-            hint="Declare every label the images may have, or drop those images.",
-        )
-    return list(declared)
 
 
 def _as_imageset(data: Any, labels: Any) -> ImageSet:

@@ -14,8 +14,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from synthkit.errors import ConfigError, DataError, EmptyDataError, NotFittedError
-from synthkit.generators.base import GeneratorConfig, _check_n
-from synthkit.nn.privacy import sgd_privacy_report
+from synthkit.generators.base import GeneratorConfig, _check_n, declared_classes
 
 
 class TextConfig(GeneratorConfig):
@@ -191,23 +190,8 @@ def classes_of(labels: list[str] | None, declared: list[str] | None, private: bo
     """The label set: declared (checked against the data), or the sorted labels seen."""
     if labels is None:
         return []
-    if declared is not None:
-        unknown = sorted(set(labels) - set(declared))
-        if unknown:
-            raise DataError(f"Labels {unknown[:10]} are not in the declared labels={declared}.")
-        return list(declared)
-    if private:
-        raise ConfigError(
-            "With dp= the label set must be declared public: the labels seen in the data are a "
-            "fact about it that DP-SGD does not cover.",
-            hint="Pass labels=[...] (every value the label column may take).",
-        )
-    return sorted(set(labels))
-
-
-def privacy_report(sgd: Any, dp: Any, result: Any, covers: str) -> dict[str, Any]:
-    """The fit report's ``privacy`` entry of a DP-SGD run: spent epsilon, delta and what it covers."""
-    return sgd_privacy_report(sgd, dp, result.privacy, covers)
+    return declared_classes(labels, declared, sorted(set(labels)), private=private, what="label set",
+                            option="labels", hint="Pass labels=[...] (every value the label column may take).")
 
 
 def run_fingerprint(gen: TextModelMixin, run_only: Iterable[str], extra: Sequence[Any] = (), tail: str = "") -> str:

@@ -46,11 +46,10 @@ from synthkit.generators.text.common import (
     TextModelMixin,
     _as_documents,
     classes_of,
-    privacy_report,
     run_fingerprint,
 )
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state
-from synthkit.nn.privacy import DPConfig, sgd_budget
+from synthkit.nn.privacy import DPConfig, sgd_budget, sgd_privacy_report
 from synthkit.nn.transformer import KVCache, TransformerBlock, seeded_dropout
 
 G = TypeVar("G", bound="TextGPTGenerator")
@@ -362,8 +361,8 @@ class TextGPTGenerator(TextModelMixin, NonTabularGenerator):
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_["warnings"].extend(result.warnings)
         if sgd is not None:
-            self.fit_report_["privacy"] = privacy_report(
-                sgd, cfg.dp, result,
+            self.fit_report_["privacy"] = sgd_privacy_report(
+                sgd, cfg.dp, result.privacy,
                 "model weights and every sample drawn from them (byte-level tokenizer, declared labels "
                 "and max_length are public); the manifest's data fingerprint and row count are not covered",
             )

@@ -46,11 +46,10 @@ from synthkit.generators.text.common import (
     TextModelMixin,
     _as_documents,
     classes_of,
-    privacy_report,
     run_fingerprint,
 )
 from synthkit.nn import StepContext, Trainer, TrainingTask, load_module_state, module_state, seeded
-from synthkit.nn.privacy import DPConfig, sgd_budget
+from synthkit.nn.privacy import DPConfig, sgd_budget, sgd_privacy_report
 
 G = TypeVar("G", bound="TextHFGenerator")
 
@@ -485,8 +484,8 @@ class TextHFGenerator(TextModelMixin, NonTabularGenerator):
         self.fit_report_["training"] = result.to_dict()
         self.fit_report_["warnings"].extend(result.warnings)
         if sgd is not None:
-            self.fit_report_["privacy"] = privacy_report(
-                sgd, cfg.dp, result,
+            self.fit_report_["privacy"] = sgd_privacy_report(
+                sgd, cfg.dp, result.privacy,
                 "the LoRA adapter and every sample drawn from it (the base checkpoint, its tokenizer, the "
                 "declared labels and max_length are public); the manifest's data fingerprint and row count "
                 "are not covered",
