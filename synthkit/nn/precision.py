@@ -47,17 +47,12 @@ def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | 
     computed in fp32, the others in ``h``'s dtype and cast up."""
     if h.dtype == torch.float32:
         return layer(h)
-    bias = layer.bias
-    out = torch.empty(h.shape[0], layer.out_features, dtype=torch.float32, device=h.device)
-    out.copy_(torch.nn.functional.linear(h, layer.weight.to(h.dtype), None if bias is None else bias.to(h.dtype)))
-    if exact is not None and exact.numel():
-        out.index_copy_(1, exact, torch.nn.functional.linear(
-            h.float(), layer.weight.index_select(0, exact), None if bias is None else bias.index_select(0, exact)))
-    return out
+    return linear_split_t(layer, h.t(), exact)
 
 
 def linear_split_t(layer: torch.nn.Linear, h_t: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
-    """:func:`linear_split` of a transposed input ``h_t`` (features × rows): fp32 rows × outputs."""
+    """:func:`linear_split` of a transposed input ``h_t`` (features × rows, contiguous or a
+    transposed view of a contiguous matrix): fp32 rows × outputs."""
     bias = layer.bias
     weight = layer.weight.to(h_t.dtype)
     out_t = torch.mm(weight, h_t) if bias is None else torch.addmm(bias.to(h_t.dtype)[:, None], weight, h_t)
