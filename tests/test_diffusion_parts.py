@@ -162,36 +162,6 @@ def test_multinomial_loss_vanishes_for_a_perfect_prediction():
     assert float(wrong.mean()) > 100 * float(perfect.mean()) + 1e-3
 
 
-# --- one-hot blocks ------------------------------------------------------------------------------
-def test_one_hot_blocks_operations():
-    blocks = OneHotBlocks([2, 1, 3])
-    assert (blocks.n_blocks, blocks.n_slots) == (3, 6)
-    logits = torch.randn(4, 6, generator=_gen(0))
-    assert torch.allclose(blocks.block_sum(blocks.log_softmax(logits).exp()), torch.ones(4, 3), atol=1e-6)
-    assert torch.allclose(blocks.block_max(logits)[:, 2], logits[:, 3:].amax(1))
-    tie = torch.tensor([[1.0, 1.0, 0.0, 5.0, 5.0, 2.0]])
-    assert blocks.argmax_one_hot(tie).tolist() == [[1.0, 0.0, 1.0, 1.0, 0.0, 0.0]]
-    idx = torch.tensor([[1, 0, 2], [0, 0, 1]])
-    assert torch.equal(blocks.one_hot_to_index(blocks.index_to_one_hot(idx)), idx)
-    probs = torch.tensor([[0.7, 0.3, 1.0, 0.1, 0.2, 0.7]]).expand(60_000, -1)
-    drawn = blocks.sample(probs * 3.0, torch.rand((60_000, 3), generator=_gen(3)))
-    assert np.allclose(drawn.mean(0).numpy(), probs[0].numpy(), atol=0.01)
-    never = torch.tensor([[0.0, 1.0, 1.0, 0.0, 2.0, 0.0]])
-    assert blocks.sample(never, torch.zeros(1, 3)).tolist() == [[0.0, 1.0, 1.0, 0.0, 1.0, 0.0]]
-    assert blocks.sample(never, torch.full((1, 3), 0.9999)).tolist() == never.clamp_max(1).tolist()
-    with pytest.raises(ConfigError):
-        OneHotBlocks([2, 0])
-
-
-def test_one_hot_blocks_wide_block_without_padding():
-    blocks = OneHotBlocks([1000, 2])
-    logits = torch.randn(3, 1002, generator=_gen(0))
-    ref = torch.cat([torch.log_softmax(logits[:, :1000], 1), torch.log_softmax(logits[:, 1000:], 1)], 1)
-    assert torch.allclose(blocks.log_softmax(logits), ref, atol=1e-5)
-    assert torch.allclose(blocks.softmax(logits), ref.exp(), atol=1e-6)
-    assert torch.allclose(blocks.logsumexp(logits)[:, 0], torch.logsumexp(logits[:, :1000], 1))
-
-
 # --- denoiser ------------------------------------------------------------------------------------
 def test_timestep_embedding_and_denoiser_shapes():
     t = torch.tensor([0, 5, 999])

@@ -13,9 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
-from synthkit.generators.neural import BlockSoftmax
 from synthkit.generators.tabular import ctgan as ctgan_module
 from synthkit.generators.tabular.ctgan import CTGANDiscriminatorNet, CTGANGenerator
 from synthkit.prepare.modes import ModeNormalizer, dp_mixture_1d
@@ -118,23 +116,6 @@ def test_mode_normalizer_is_deterministic_and_exact():
     np.testing.assert_array_equal(a.means, b.means)
     alpha, mode = a.transform(x, rng=np.random.default_rng(0))
     np.testing.assert_allclose(a.inverse(alpha, mode), x, rtol=0, atol=1e-9)
-
-
-def test_merged_width_groups_softmax_per_block():
-    widths = [1, 2, 3, 5, 9, 16, 2, 40, 700]
-    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).tolist()
-    blocks = BlockSoftmax(list(zip(starts, widths, strict=True)), "cpu")
-    assert len(blocks.groups) < len({1 << max(w - 1, 0).bit_length() for w in widths})
-    # a wide block still pads only its own group: memory stays near the slot count
-    assert blocks.index.numel() <= 4 * sum(widths)
-    x = torch.randn(7, sum(widths)) * 5
-    out = torch.empty_like(x)
-    out[:, blocks.columns] = blocks.softmax(blocks.gather(x))
-    lse = blocks.logsumexp(blocks.gather(x)).index_select(1, blocks.block_position)
-    for j, (start, width) in enumerate(zip(starts, widths, strict=True)):
-        part = x[:, start : start + width]
-        torch.testing.assert_close(out[:, start : start + width], F.softmax(part, dim=1))
-        torch.testing.assert_close(lse[:, j], part.logsumexp(dim=1))
 
 
 def test_ctgan_probes_a_bounded_number_of_epochs(wage_small, monkeypatch):

@@ -166,3 +166,29 @@ def test_cuda_training_with_mixed_precision(data) -> None:
         pytest.skip("no CUDA device")
     result = Trainer(epochs=5, batch_size=128, device="cuda", seed=0, progress=False).fit(Regression(), data)
     assert result.device.startswith("cuda") and result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_step_dtype_is_bf16_only_where_fast_with_amp_and_without_dp(data, monkeypatch) -> None:
+    import synthkit.nn.trainer as trainer_module
+    from synthkit.nn.privacy import SGDBudget
+
+    seen: list[torch.dtype] = []
+
+    class Probe(Regression):
+        def train_step(self, batch, ctx):
+            seen.append(ctx.dtype)
+            return super().train_step(batch, ctx)
+
+    def run(**options) -> torch.dtype:
+        seen.clear()
+        Trainer(epochs=1, batch_size=256, progress=False, device="cpu", **options).fit(Probe(), data)
+        assert len(set(seen)) == 1
+        return seen[0]
+
+    monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: True)
+    assert run() == torch.bfloat16
+    assert run(amp=False) == torch.float32
+    budget = SGDBudget(epsilon=1.0, delta=1e-5, max_grad_norm=1.0)
+    assert not Trainer(epochs=1, batch_size=256, progress=False, device="cpu", dp=budget).low_precision
+    monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: False)
+    assert run() == torch.float32

@@ -51,7 +51,12 @@ class NeuralConfig(GeneratorConfig):
     device: str = Field(
         "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
     )
-    amp: bool = Field(True, description="bf16 mixed precision on a GPU (no effect on a CPU).")
+    amp: bool = Field(
+        True,
+        description="bf16 mixed precision where bf16 is fast: on a GPU for every family; "
+        "tabular/ctgan also on a CPU with AMX tiles (its matrix products in bf16, weights kept "
+        "in fp32). Never in a private (dp) fit's CPU steps.",
+    )
     sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Precision of the hidden layers when sampling (tabular/ctgan, tabular/tvae): "
@@ -263,111 +268,3 @@ def adam(params: Any, **options: Any) -> Any:
         return torch.optim.Adam(params, fused=True, **options)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, foreach=True, **options)
-
-
-#: A merged group of one-hot blocks may pad to this many times its real slots, or to this many
-#: slots, whichever is more (see BlockSoftmax).
-_MERGE_FACTOR, _MERGE_SLACK = 4, 512
-
-
-def _merge_narrow_groups(
-    by_width: dict[int, list[tuple[int, int, int]]],
-) -> dict[int, list[tuple[int, int, int]]]:
-    """Width groups merged upward (narrowest first) while the padding stays within bounds."""
-    merged: dict[int, list[tuple[int, int, int]]] = {}
-    current: list[tuple[int, int, int]] = []
-    current_width = 0
-    for padded in sorted(by_width):
-        candidate = current + by_width[padded]
-        slots = sum(width for _, _, width in candidate)
-        if len(candidate) * padded <= max(_MERGE_FACTOR * slots, _MERGE_SLACK):
-            current, current_width = candidate, padded
-            continue
-        if current:
-            merged[current_width] = current
-        current, current_width = list(by_width[padded]), padded
-    if current:
-        merged[current_width] = current
-    return merged
-
-
-class BlockSoftmax:
-    """Per-block softmax and log-sum-exp over the one-hot blocks of an encoded row, in a few ops.
-
-    Blocks are grouped by their width rounded up to a power of two; each group is gathered (one
-    ``index_select`` for all groups) into a ``(rows, blocks, padded width)`` view whose padding
-    is ``-inf``, so a per-block reduction is one op per group, however many blocks there are.
-    Narrow groups are merged into the next wider one while the merged group's padded slots stay
-    within four times its real slots or 512 (each group costs a dozen small ops per training
-    step, forward and backward); a 1,000-category block still pads only its own group.
-
-    ``blocks`` are ``(start, width)`` pairs in the encoded row.
-    """
-
-    def __init__(self, blocks: list[tuple[int, int]], device: Any) -> None:
-        import torch
-
-        by_width: dict[int, list[tuple[int, int, int]]] = {}
-        for order, (start, width) in enumerate(blocks):
-            padded = 1 << max(width - 1, 0).bit_length()
-            by_width.setdefault(padded, []).append((order, start, width))
-        by_width = _merge_narrow_groups(by_width)
-        index: list[int] = []
-        bias: list[float] = []
-        valid: list[int] = []  # padded positions of the real slots
-        columns: list[int] = []  # the encoded column of each of those
-        block_order: list[int] = []  # block index of each padded block, group by group
-        self.groups: list[tuple[int, int, int]] = []  # (offset, blocks, padded width)
-        for padded in sorted(by_width):
-            members = by_width[padded]
-            self.groups.append((len(index), len(members), padded))
-            for order, start, width in members:
-                block_order.append(order)
-                for i in range(padded):
-                    if i < width:
-                        valid.append(len(index))
-                        columns.append(start + i)
-                    index.append(start + min(i, width - 1))
-                    bias.append(0.0 if i < width else -float("inf"))
-        self.n_blocks = len(blocks)
-        self.index = torch.as_tensor(index, dtype=torch.long, device=device)
-        self.bias = torch.as_tensor(bias, dtype=torch.float32, device=device)
-        self.valid = torch.as_tensor(valid, dtype=torch.long, device=device)
-        self.columns = torch.as_tensor(columns, dtype=torch.long, device=device)
-        #: position in the group-ordered output of each block, in the order ``blocks`` came
-        self.block_position = torch.as_tensor(
-            np.argsort(np.asarray(block_order, dtype=np.int64), kind="stable"),
-            dtype=torch.long,
-            device=device,
-        )
-        self.padded = any(b != 0.0 for b in bias)
-
-    def gather(self, x: Any) -> Any:
-        """``(rows, padded slots)``: every block's slots, padded with ``-inf``, group by group."""
-        out = x.index_select(1, self.index)
-        return out + self.bias.to(out.dtype) if self.padded else out
-
-    def _groups(self, padded: Any) -> Any:
-        rows = padded.shape[0]
-        for offset, k, width in self.groups:
-            yield padded[:, offset : offset + k * width].reshape(rows, k, width)
-
-    def logsumexp(self, padded: Any) -> Any:
-        """``(rows, blocks)`` log-sum-exp of each block, in group order (see ``block_position``)."""
-        import torch
-
-        parts = [g.logsumexp(dim=2) for g in self._groups(padded)]
-        if not parts:
-            return padded.new_zeros(padded.shape[0], 0)
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-    def softmax(self, padded: Any) -> Any:
-        """``(rows, slots)`` softmax within each block, slots in the order of ``columns``."""
-        import torch
-
-        rows = padded.shape[0]
-        parts = [torch.softmax(g, dim=2).reshape(rows, -1) for g in self._groups(padded)]
-        if not parts:
-            return padded.new_zeros(rows, 0)
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return out.index_select(1, self.valid) if self.padded else out

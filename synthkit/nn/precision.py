@@ -1,4 +1,5 @@
-"""Reduced precision for sampling: bf16 hidden layers where the hardware multiplies bf16 fast.
+"""Reduced precision and chunking for sampling: bf16 hidden layers where the hardware
+multiplies bf16 fast, network passes sized for the cache, decoding in larger column-major blocks.
 
 Sampling a trained generator is a stack of matrix products over many rows. On a GPU with bf16
 and on a CPU with AMX tiles (Intel Sapphire Rapids and later) bf16 products run several times
@@ -7,12 +8,19 @@ faster than fp32 ones (an MLP of CTGAN's widths over 100,000 rows on one core: 0
 whole steps). Of the output layer, the columns that become continuous numbers (``exact``) are
 computed in fp32, so they are not rounded to bf16's grid; the category logits, which only feed
 an argmax, stay in bf16.
+
+The output layer is computed transposed (outputs × rows), so the rows × outputs matrix handed
+to decoding is column-major: every encoded column contiguous, which the decoder's per-block
+argmax reads fastest. Decoding has a fixed cost per call, so :func:`sample_chunks` decodes
+``DECODE_ROWS`` rows at a time while the network runs cache-sized passes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Literal
 
+import numpy as np
 import torch
 
 SamplePrecision = Literal["auto", "float32", "bfloat16"]
@@ -42,6 +50,31 @@ def sample_chunk_rows(device: torch.device) -> int:
     return 65_536 if device.type == "cuda" else 4_096
 
 
+#: Rows decoded per call by :func:`sample_chunks` (on a GPU, its larger passes).
+DECODE_ROWS = 16_384
+
+
+def sample_chunks(
+    n: int, device: torch.device, generate: Callable[[int], torch.Tensor]
+) -> Iterator[np.ndarray]:
+    """``n`` generated rows as column-major float32 blocks of up to :data:`DECODE_ROWS` rows
+    (each column contiguous): ``generate(k)`` is called for passes of
+    :func:`sample_chunk_rows` rows and returns a (k, width) tensor on any device, in any layout.
+    Memory stays bounded for any ``n``."""
+    per_pass = sample_chunk_rows(device)
+    per_block = max(per_pass, DECODE_ROWS)
+    for start in range(0, n, per_block):
+        rows = min(per_block, n - start)
+        block: torch.Tensor | None = None
+        for done in range(0, rows, per_pass):
+            out = generate(min(per_pass, rows - done))
+            if block is None:  # (width, rows): its transpose is the column-major block
+                block = torch.empty((out.shape[1], rows), dtype=torch.float32)
+            block[:, done : done + out.shape[0]].copy_(out.t())
+        assert block is not None
+        yield block.numpy().T
+
+
 def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
     """``layer(h)`` as fp32 for a reduced-precision ``h``: the output columns in ``exact`` are
     computed in fp32, the others in ``h``'s dtype and cast up."""
@@ -52,18 +85,18 @@ def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | 
 
 def linear_split_t(layer: torch.nn.Linear, h_t: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
     """:func:`linear_split` of a transposed input ``h_t`` (features × rows, contiguous or a
-    transposed view of a contiguous matrix): fp32 rows × outputs."""
+    transposed view of a contiguous matrix): fp32 rows × outputs, column-major (the transpose
+    of a contiguous outputs × rows matrix)."""
     bias = layer.bias
     weight = layer.weight.to(h_t.dtype)
     out_t = torch.mm(weight, h_t) if bias is None else torch.addmm(bias.to(h_t.dtype)[:, None], weight, h_t)
-    out = torch.empty(h_t.shape[1], layer.out_features, dtype=torch.float32, device=h_t.device)
-    out.copy_(out_t.t())
+    out_t = out_t.float()
     if exact is not None and exact.numel():
         w = layer.weight.index_select(0, exact)
         exact_t = torch.mm(w, h_t.float()) if bias is None else torch.addmm(
             bias.index_select(0, exact)[:, None], w, h_t.float())
-        out.index_copy_(1, exact, exact_t.t())
-    return out
+        out_t.index_copy_(0, exact, exact_t)
+    return out_t.t()
 
 
 def mlp_no_grad(

@@ -26,6 +26,7 @@ import torch
 from synthkit.errors import ConfigError
 from synthkit.nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from synthkit.nn.device import resolve_device
+from synthkit.nn.precision import fast_bf16
 from synthkit.nn.privacy import PrivateTraining, SGDBudget
 
 #: Keep the data on the GPU only while it takes less than this share of free memory.
@@ -43,6 +44,10 @@ class StepContext:
     step: int = 0
     #: DP-SGD state when the run is differentially private (see synthkit.nn.privacy).
     private: PrivateTraining | None = None
+    #: Precision of the matrix products for families that cast explicitly instead of using
+    #: :meth:`autocast`: bf16 with mixed precision on where bf16 is fast (a CUDA GPU, a CPU with
+    #: AMX tiles), else fp32.
+    dtype: torch.dtype = torch.float32
 
     def autocast(self) -> Any:
         """bf16 autocast on CUDA when mixed precision is on; a no-op otherwise."""
@@ -184,6 +189,7 @@ class Trainer:
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.amp = bool(amp) and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.low_precision = bool(amp) and dp is None and fast_bf16(self.device)
         self.seed = seed
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every
@@ -237,6 +243,7 @@ class Trainer:
             device=self.device,
             generator=torch.Generator(device=self.device).manual_seed(seed + 1),
             amp=self.amp,
+            dtype=torch.bfloat16 if self.low_precision else torch.float32,
         )
         private = self._private(task, modules, optimizers, train.shape[0], seed)
         ctx.private = private

@@ -55,7 +55,6 @@ from torch.nn import functional as F
 
 from synthkit.generators.base import Generator
 from synthkit.generators.neural import (
-    BlockSoftmax,
     NeuralConfig,
     adam,
     encode_private,
@@ -77,7 +76,8 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.precision import linear_split_t, sample_chunk_rows, sampling_dtype
+from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.precision import linear_split_t, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
 
@@ -187,7 +187,15 @@ class CTGANGeneratorNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Linear(width, data_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Raw outputs; ``dtype=torch.bfloat16`` runs the matrix products in bf16 (mixed
+        precision training where bf16 is fast; BatchNorm statistics stay fp32) and returns bf16."""
+        if dtype != torch.float32:
+            h = x.to(dtype)
+            for block in self.blocks:
+                z = block.bn(F.linear(h, block.fc.weight.to(dtype), block.fc.bias.to(dtype)))
+                h = torch.cat([F.relu(z), h], dim=1)
+            return F.linear(h, self.out.weight.to(dtype), self.out.bias.to(dtype))
         if torch.is_grad_enabled():
             return self.out(self.blocks(x))
         return self.forward_no_grad(x)
@@ -266,17 +274,32 @@ class CTGANDiscriminatorNet(nn.Module):
         )
         self.out = nn.Linear(widths[-1], 1)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        h = x.reshape(-1, self.packed_dim)
-        for layer in self.hidden:
-            h = F.leaky_relu(layer(h), 0.2)
+    def weights(self, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's weight and bias in ``dtype`` (cast once per step, differentiable)."""
+        return [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in (*self.hidden, self.out)]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """One score per pack; with ``weights`` (from :meth:`weights`) in their dtype."""
+        if weights is None:
+            weights = [(layer.weight, layer.bias) for layer in (*self.hidden, self.out)]
+        h = x.reshape(-1, self.packed_dim).to(weights[0][0].dtype)
+        for weight, bias in weights[:-1]:
+            h = F.leaky_relu(F.linear(h, weight, bias), 0.2)
             if self.training:
                 keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
                 h = h * keep.to(h.dtype) / (1.0 - _DROPOUT)
-        return self.out(h)
+        return F.linear(h, *weights[-1])
 
     def input_gradient(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """Each pack's gradient of its score with respect to its packed input, ``(packs, width)``.
 
@@ -286,10 +309,12 @@ class CTGANDiscriminatorNet(nn.Module):
         torch's own backward takes it), so this equals ``autograd.grad(score.sum(), x,
         create_graph=True)`` under the same dropout masks, and so do the weights' gradients.
         """
-        h = x.reshape(-1, self.packed_dim)
+        if weights is None:
+            weights = [(layer.weight, layer.bias) for layer in (*self.hidden, self.out)]
+        h = x.reshape(-1, self.packed_dim).to(weights[0][0].dtype)
         slopes = []
-        for layer in self.hidden:
-            z = layer(h)
+        for weight, bias in weights[:-1]:
+            z = F.linear(h, weight, bias)
             slope = torch.where(z > 0, 1.0, 0.2).to(z.dtype)
             h = F.leaky_relu(z, 0.2)
             if self.training:  # the same masks forward() would draw, in the same order
@@ -297,9 +322,9 @@ class CTGANDiscriminatorNet(nn.Module):
                 scale = keep.to(h.dtype) / (1.0 - _DROPOUT)
                 h, slope = h * scale, slope * scale
             slopes.append(slope)
-        grad = self.out.weight.to(h.dtype).expand(h.shape[0], -1)
-        for layer, slope in zip(reversed(self.hidden), reversed(slopes), strict=True):
-            grad = (grad * slope) @ layer.weight.to(grad.dtype)
+        grad = weights[-1][0].expand(h.shape[0], -1)
+        for (weight, _), slope in zip(reversed(weights[:-1]), reversed(slopes), strict=True):
+            grad = (grad * slope) @ weight
         return grad
 
 
@@ -377,9 +402,9 @@ def _one_hot(slots: torch.Tensor, width: int) -> torch.Tensor:
 class _Activation:
     """tanh on alpha blocks; Gumbel softmax (tau 0.2) on one-hot blocks, or plain softmax.
 
-    Vectorised over blocks: one gather into a padded block layout
-    (:class:`~synthkit.generators.neural.BlockSoftmax`), one softmax per group of similar
-    widths, one gather back into row order; no Python loop over columns.
+    Vectorised over blocks: the one-hot slots gathered side by side
+    (:class:`~synthkit.nn.blocks.OneHotBlocks`: block sums as one matrix product), one gather
+    back into row order; no Python loop over columns.
     """
 
     def __init__(self, encoder: NeuralTableEncoder, device: torch.device) -> None:
@@ -387,8 +412,10 @@ class _Activation:
         softmax = [(b.start, b.width) for b in encoder.blocks if b.kind == "softmax"]
         self.width = encoder.width
         self.alpha = torch.as_tensor(alpha, dtype=torch.long, device=device)
-        self.blocks = BlockSoftmax(softmax, device)
-        covered = alpha + self.blocks.columns.tolist()
+        self.blocks = OneHotBlocks([width for _, width in softmax], device)
+        slots = [start + i for start, width in softmax for i in range(width)]
+        self.slots = torch.as_tensor(slots, dtype=torch.long, device=device)
+        covered = alpha + slots
         # where each encoded column sits in cat([tanh(alpha), block softmaxes])
         restore = np.empty(self.width, dtype=np.int64)
         restore[np.asarray(covered, dtype=np.int64)] = np.arange(len(covered))
@@ -404,20 +431,24 @@ class _Activation:
         raw = raw.float()
         # the noise is drawn per encoded column, not per padded slot (fewer random numbers)
         noisy = (raw + _gumbel(raw, generator)) / _TAU if generator is not None else raw
-        padded = self.blocks.gather(noisy)
-        parts = [torch.tanh(raw.index_select(1, self.alpha)), self.blocks.softmax(padded)]
+        parts = [torch.tanh(raw.index_select(1, self.alpha)),
+                 self.blocks.softmax(noisy.index_select(1, self.slots))]
         return torch.cat(parts, dim=1).index_select(1, self.restore)
 
     def decodable(self, raw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """What decoding reads, for sampling: ``tanh`` on alpha values and Gumbel-perturbed
         logits on one-hot slots. A block's argmax is then the same categorical draw that the
         argmax of its tempered Gumbel softmax gives (softmax is monotonic), without the softmax."""
-        out = raw.float() + _gumbel(raw, generator)
-        return out.index_copy_(1, self.alpha, torch.tanh(raw.float().index_select(1, self.alpha)))
+        raw = raw.float()
+        out = raw + _gumbel(raw, generator)
+        return out.index_copy_(1, self.alpha, torch.tanh(raw.index_select(1, self.alpha)))
 
 
 def _gumbel(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard Gumbel noise shaped like ``like``."""
+    """Standard Gumbel noise shaped like ``like``, in its memory layout when that is the
+    transpose of a contiguous matrix (the column-major outputs of a bf16 sampling pass)."""
+    if like.dim() == 2 and like.t().is_contiguous() and not like.is_contiguous():
+        return _gumbel(like.t(), generator).t()
     u = torch.rand(like.shape, generator=generator, device=like.device)
     return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
 
@@ -495,34 +526,35 @@ class _CTGANTask(TrainingTask):
         """``discriminator_steps`` critic updates, then one generator update.
 
         ``loss_d`` is the critic's full objective (Wasserstein estimate plus gradient penalty);
-        ``loss_g`` the generator's (critic score plus the condition cross-entropy).
+        ``loss_g`` the generator's (critic score plus the condition cross-entropy). The matrix
+        products run in ``ctx.dtype`` (bf16 where it is fast), losses and activations in fp32.
         """
         if self.private:
             return self._private_step(batch, ctx)
         pac = self.config.pac
         n = pac * max(batch.shape[0] // pac, 2 if pac == 1 else 1)  # BatchNorm needs 2+ rows
         gen = ctx.generator
+        dtype = ctx.dtype  # bf16 matrix products where they are fast, else fp32
         self.d.requires_grad_(True)
         for _ in range(self.config.discriminator_steps):
-            with ctx.autocast():
-                with torch.no_grad():
-                    cond, _, slots = self._conditions(n, gen)
-                    fake = self.activate(self.g(self._g_input(cond, gen)), gen)
-                    fake_in = torch.cat([fake, cond], dim=1)
-                    real_cond, real_slots = self._shuffled(cond, slots, gen)
-                    real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
-                # one critic pass for both (it scores each pack on its own)
-                score_fake, score_real = self.d(torch.cat([fake_in, real_in]), gen).float().chunk(2)
-                penalty = self._gradient_penalty(real_in, fake_in, gen)
-                loss_d = score_fake.mean() - score_real.mean() + penalty
+            with torch.no_grad():
+                cond, _, slots = self._conditions(n, gen)
+                fake = self.activate(self.g(self._g_input(cond, gen), dtype), gen)
+                fake_in = torch.cat([fake, cond], dim=1)
+                real_cond, real_slots = self._shuffled(cond, slots, gen)
+                real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
+            weights = self.d.weights(dtype)
+            # one critic pass for both (it scores each pack on its own)
+            score_fake, score_real = self.d(torch.cat([fake_in, real_in]), gen, weights).float().chunk(2)
+            penalty = self._gradient_penalty(real_in, fake_in, gen, weights)
+            loss_d = score_fake.mean() - score_real.mean() + penalty
             ctx.optimize(loss_d, self.opt_d)
         self.d.requires_grad_(False)
-        with ctx.autocast():
-            cond, cols, slots = self._conditions(n, gen)
-            raw = self.g(self._g_input(cond, gen))
-            fake = self.activate(raw, gen)
-            score = self.d(torch.cat([fake, cond], dim=1), gen).float()
-            loss_g = -score.mean() + self._condition_loss(raw, cols, slots)
+        cond, cols, slots = self._conditions(n, gen)
+        raw = self.g(self._g_input(cond, gen), dtype)
+        fake = self.activate(raw, gen)
+        score = self.d(torch.cat([fake, cond], dim=1), gen, self.d.weights(dtype)).float()
+        loss_g = -score.mean() + self._condition_loss(raw, cols, slots)
         ctx.optimize(loss_g, self.opt_g)
         self.d.requires_grad_(True)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
@@ -617,7 +649,11 @@ class _CTGANTask(TrainingTask):
         return self.data[self.rows_by_slot[pick].long()]
 
     def _gradient_penalty(
-        self, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        gen: torch.Generator,
+        weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """WGAN-GP on packed interpolates: one mixing weight per pack; the critic's input
         gradient comes from :meth:`CTGANDiscriminatorNet.input_gradient` (no double backward)."""
@@ -625,7 +661,7 @@ class _CTGANTask(TrainingTask):
         alpha = torch.rand(packs, 1, generator=gen, device=self.device)
         # alpha * real + (1 - alpha) * fake, pack by pack
         mixed = torch.lerp(fake.float().reshape(packs, -1), real.float().reshape(packs, -1), alpha)
-        norm = self.d.input_gradient(mixed, gen).float().norm(2, dim=1)
+        norm = self.d.input_gradient(mixed, gen, weights).float().norm(2, dim=1)
         return _GP_LAMBDA * ((norm - 1.0) ** 2).mean()
 
     def _condition_loss(
@@ -794,22 +830,21 @@ class CTGANGenerator(Generator):
         net = self.generator_net_.eval()
         dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
         activate = _Activation(self.encoder_, device)
-        parts = []
-        with torch.no_grad():
-            chunk = sample_chunk_rows(device)  # rows per pass: bounds memory for any n
-            for done in range(0, n, chunk):
-                m = min(chunk, n - done)
-                if not layout.cond_dim:
-                    cond = torch.zeros(m, 0, device=device)
-                elif fixed is not None:
-                    cond = _one_hot(
-                        torch.full((m,), fixed, dtype=torch.long, device=device), layout.cond_dim
-                    )
-                else:
-                    cond, _, _ = _draw_conditions(m, probs, layout, gen)
-                z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
-                out = activate.decodable(net.forward_no_grad(torch.cat([z, cond], dim=1), dtype, activate.alpha), gen)
-                parts.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
+
+        def generate(m: int) -> torch.Tensor:
+            if not layout.cond_dim:
+                cond = torch.zeros(m, 0, device=device)
+            elif fixed is not None:
+                cond = _one_hot(torch.full((m,), fixed, dtype=torch.long, device=device), layout.cond_dim)
+            else:
+                cond, _, _ = _draw_conditions(m, probs, layout, gen)
+            z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
+            raw = net.forward_no_grad(torch.cat([z, cond], dim=1), dtype, activate.alpha)
+            return activate.decodable(raw, gen)
+
+        with torch.no_grad():  # bounded memory for any n
+            parts = [self.encoder_.inverse_transform(block, rng=rng)
+                     for block in sample_chunks(n, device, generate)]
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)
             return self.encoder_.inverse_transform(empty, rng=rng)

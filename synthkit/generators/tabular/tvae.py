@@ -29,7 +29,6 @@ from torch import nn
 from synthkit.errors import DataError
 from synthkit.generators.base import Generator
 from synthkit.generators.neural import (
-    BlockSoftmax,
     NeuralConfig,
     adam,
     encode_private,
@@ -50,7 +49,8 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.precision import mlp_no_grad, sample_chunk_rows, sampling_dtype
+from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.precision import mlp_no_grad, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
 
@@ -127,17 +127,15 @@ def _mlp(dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
 class _Layout:
     """Where the alpha values and one-hot slots sit in an encoded row, as index tensors.
 
-    Per-block log-sum-exp runs over a padded layout grouped by block width
-    (:class:`~synthkit.generators.neural.BlockSoftmax`): one gather and one reduction per width
-    group, whatever the number of blocks, and memory within twice the slots' (a 1,000-category
-    column does not turn every other block into 1,000 columns).
+    Per-block log-sum-exp runs on the slots gathered side by side
+    (:class:`~synthkit.nn.blocks.OneHotBlocks`): a few ops whatever the number of blocks.
     """
 
     width: int
     alpha: torch.Tensor  # (n_alpha,) positions of alpha values
     slots: torch.Tensor  # (n_slots,) every one-hot position, block by block
     slot_mask: torch.Tensor  # (width,) 1.0 at one-hot positions, 0.0 at alpha values
-    blocks: BlockSoftmax
+    blocks: OneHotBlocks
     n_blocks: int
 
     @classmethod
@@ -152,20 +150,13 @@ class _Layout:
             alpha=torch.as_tensor(alpha, dtype=torch.long, device=device),
             slots=torch.as_tensor(slots, dtype=torch.long, device=device),
             slot_mask=mask.to(device),
-            blocks=BlockSoftmax([(b.start, b.width) for b in softmax], device),
+            blocks=OneHotBlocks([b.width for b in softmax], device),
             n_blocks=len(softmax),
         )
 
     @property
     def n_alpha(self) -> int:
         return int(self.alpha.numel())
-
-    def block_logsumexp(self, logits: torch.Tensor) -> torch.Tensor:
-        """log-sum-exp of each block's slot logits: (rows, n_blocks), blocks in row order.
-
-        ``logits`` is the whole encoded row's width."""
-        lse = self.blocks.logsumexp(self.blocks.gather(logits))
-        return lse.index_select(1, self.blocks.block_position)
 
     def activate(self, raw: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Outputs as ``inverse_transform`` reads them: tanh + noise·sigma for alpha values;
@@ -200,7 +191,7 @@ def tvae_losses(
             diff = target.index_select(1, layout.alpha) - torch.tanh(raw.index_select(1, layout.alpha))
             total = total + (diff.square() / (2.0 * sigma.square())).sum(1) + torch.log(sigma).sum()
         if layout.n_blocks:
-            lse = layout.blocks.logsumexp(layout.blocks.gather(raw)).sum(1)
+            lse = layout.blocks.logsumexp(raw.index_select(1, layout.slots)).sum(1)
             total = total + lse - (raw * (target * layout.slot_mask)).sum(1)
         kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp(), dim=1)
         return total * loss_factor, kl
@@ -212,7 +203,7 @@ def tvae_losses(
         )
     if layout.n_blocks:
         # cross-entropy per block = logsumexp(block) - logit of the target slot (targets are one-hot)
-        lse = layout.blocks.logsumexp(layout.blocks.gather(raw)).sum()
+        lse = layout.blocks.logsumexp(raw.index_select(1, layout.slots)).sum()
         total = total + lse - (raw * (target * layout.slot_mask)).sum()
     kl = -0.5 * torch.sum(1.0 + logvar - mu.square() - logvar.exp())
     return total * loss_factor / rows, kl / rows
@@ -378,15 +369,16 @@ class TVAEGenerator(Generator):
         sigma = self.decoder_.sigma.detach()
         dim = self.decoder_.embedding_dim
         dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
-        frames = []
-        with torch.no_grad():
-            chunk = sample_chunk_rows(device)  # rows per pass: bounds memory for any n
-            for start in range(0, n, chunk):
-                m = min(chunk, n - start)
-                z = torch.randn((m, dim), generator=gen, device=device)
-                noise = torch.randn((m, self.layout_.n_alpha), generator=gen, device=device)
-                out = self.layout_.activate(mlp_no_grad(self.decoder_.seq, z, dtype, self.layout_.alpha), noise, sigma)
-                frames.append(self.encoder_.inverse_transform(out.cpu().numpy(), rng=rng))
+
+        def generate(m: int) -> torch.Tensor:
+            z = torch.randn((m, dim), generator=gen, device=device)
+            noise = torch.randn((m, self.layout_.n_alpha), generator=gen, device=device)
+            raw = mlp_no_grad(self.decoder_.seq, z, dtype, self.layout_.alpha)
+            return self.layout_.activate(raw, noise, sigma)
+
+        with torch.no_grad():  # bounded memory for any n
+            frames = [self.encoder_.inverse_transform(block, rng=rng)
+                      for block in sample_chunks(n, device, generate)]
         return pl.concat(frames, how="vertical")
 
     # --- state -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Kept apart as diffusers keeps ``schedulers/``, ``models/`` and ``pipelines/`` ap
 picks a schedule, a denoiser and a sampler, and a faster sampler is a swap, not a rewrite.
 """
 
-from synthkit.nn.diffusion.blocks import OneHotBlocks
+from synthkit.nn.blocks import OneHotBlocks
 from synthkit.nn.diffusion.denoiser import DenoiserNet, timestep_embedding
 from synthkit.nn.diffusion.samplers import (
     AncestralSampler,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from synthkit.errors import ConfigError
-from synthkit.nn.diffusion.blocks import OneHotBlocks
+from synthkit.nn.blocks import OneHotBlocks
 
 BetaScheduleKind = Literal["cosine", "linear"]
 #: Probabilities are floored at this before their log, so no -inf reaches a loss or a gradient.

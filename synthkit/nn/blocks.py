@@ -1,22 +1,28 @@
 """One-hot blocks side by side in one matrix: per-block softmax, sums and draws, vectorised.
 
-A categorical diffusion runs over every discrete column at once, each column a block of slots
-(its categories) in one ``(rows, slots)`` matrix. The operations that gradients flow through
-take a fixed handful of tensor operations however many blocks there are: per-block sums are
-one product with the ``(slots, blocks)`` membership matrix, and a per-block value is spread
-back over its slots with one gather; per-block maxima (only ever a detached shift for
-stability) and draws go run by run, a run being consecutive blocks of one width viewed without a
-copy as ``(rows, blocks, width)``. Memory stays rows × slots however wide the widest block is
-(a column of 1,000 categories does not pad every other block to 1,000 slots); laying blocks out
-sorted by width keeps the runs few.
+Encoded rows hold many one-hot blocks (a categorical column each): a categorical diffusion runs
+over all of them at once, TVAE's loss and CTGAN's activation reduce within each. Here the
+operations take a fixed handful of tensor operations however many blocks there are: per-block
+sums are one product with the ``(slots, blocks)`` membership matrix, a per-block value is
+spread back over its slots with one gather, and per-block maxima (only ever a detached shift
+for stability) are one gather into a layout padded per power-of-two width (a block padded by
+repeating its last slot) and one reduction per width. ``logsumexp`` and ``softmax`` have
+hand-written gradients: a couple of elementwise ops instead of a recorded graph of a dozen,
+which matters when they run in every training step. Memory stays within twice rows × slots
+however wide the widest block is (a column of 1,000 categories does not pad every other block
+to 1,000 slots). Draws go run by run, a run being consecutive blocks of one width viewed
+without a copy as ``(rows, blocks, width)``; laying blocks out sorted by width keeps runs few.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from synthkit.errors import ConfigError
 
@@ -69,6 +75,24 @@ class OneHotBlocks:
             else:
                 runs.append(_Run(int(starts[j]), 1, width, j))
         self.runs = runs
+        # block maxima: blocks grouped by width rounded up to a power of two, each group read
+        # as (rows, blocks, padded width), a block padded by repeating its last slot
+        groups: dict[int, list[int]] = {}
+        for j, width in enumerate(widths):
+            groups.setdefault(1 << (width - 1).bit_length(), []).append(j)
+        index: list[int] = []
+        order: list[int] = []
+        self._max_groups: list[tuple[int, int, int]] = []  # (offset, blocks, padded width)
+        for padded in sorted(groups):
+            self._max_groups.append((len(index), len(groups[padded]), padded))
+            for j in groups[padded]:
+                start = int(starts[j])
+                index.extend(start + min(i, widths[j] - 1) for i in range(padded))
+                order.append(j)
+        self._max_index = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        self._max_order = torch.as_tensor(
+            np.argsort(np.asarray(order, dtype=np.int64), kind="stable"), dtype=torch.long, device=self.device
+        )
 
     @property
     def n_blocks(self) -> int:
@@ -89,20 +113,22 @@ class OneHotBlocks:
 
     def expand(self, per_block: torch.Tensor) -> torch.Tensor:
         """A per-block value repeated over its slots: ``(rows, blocks) -> (rows, slots)``."""
-        return per_block[:, self.block_of]
+        return per_block.index_select(1, self.block_of)
 
     def block_max(self, values: torch.Tensor) -> torch.Tensor:
-        """Largest slot value of each block: ``(rows, slots) -> (rows, blocks)``."""
-        out = values.new_empty((values.shape[0], self.n_blocks))
-        for run in self.runs:
-            out[:, run.blocks] = run.view(values).amax(dim=2)
-        return out
+        """Largest slot value of each block: ``(rows, slots) -> (rows, blocks)`` (no gradient)."""
+        with torch.no_grad():
+            rows = values.shape[0]
+            padded = values.index_select(1, self._max_index)
+            parts = [padded[:, o : o + k * w].reshape(rows, k, w).amax(dim=2)
+                     for o, k, w in self._max_groups]
+            if len(parts) <= 1:  # one group holds every block in order
+                return parts[0] if parts else values.new_empty((rows, 0))
+            return torch.cat(parts, dim=1).index_select(1, self._max_order)
 
     def logsumexp(self, logits: torch.Tensor) -> torch.Tensor:
         """Stable log-sum-exp of each block: ``(rows, slots) -> (rows, blocks)``."""
-        with torch.no_grad():  # any shift is exact; the block maxima keep exp() in range
-            shift = self.block_max(logits)
-        return shift + torch.log(self.block_sum(torch.exp(logits - self.expand(shift))))
+        return _BlockLogSumExp.apply(logits, self)
 
     def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """Log-probabilities within each block (each block's ``exp`` sums to 1)."""
@@ -110,10 +136,14 @@ class OneHotBlocks:
 
     def softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities within each block (each block sums to 1)."""
-        with torch.no_grad():
-            shift = self.block_max(logits)
+        return _BlockSoftmax.apply(logits, self)
+
+    def _exp_sums(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """exp of every slot less its block's maximum, the blocks' sums of those (each at least
+        1: its maximum's exp(0)), and the maxima."""
+        shift = self.block_max(logits)
         e = torch.exp(logits - self.expand(shift))
-        return e / self.expand(self.block_sum(e))
+        return e, self.block_sum(e), shift
 
     # --- draws ------------------------------------------------------------------------------
     def _per_block_index(
@@ -158,3 +188,39 @@ class OneHotBlocks:
     def one_hot_to_index(self, one_hot: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`index_to_one_hot`: each block's hot slot, ``(rows, blocks)``."""
         return self._per_block_index(one_hot, lambda v, _: v.argmax(dim=2))
+
+
+class _BlockLogSumExp(torch.autograd.Function):
+    """``OneHotBlocks.logsumexp``; its gradient is each block's softmax."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, blocks: OneHotBlocks) -> torch.Tensor:
+        e, sums, shift = blocks._exp_sums(logits)
+        ctx.blocks = blocks
+        ctx.save_for_backward(e, sums)
+        return torch.log(sums) + shift
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        e, sums = ctx.saved_tensors
+        return e * ctx.blocks.expand(grad / sums), None
+
+
+class _BlockSoftmax(torch.autograd.Function):
+    """``OneHotBlocks.softmax``; gradient ``p * (g - block_sum(g * p))``."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, blocks: OneHotBlocks) -> torch.Tensor:
+        e, sums, _ = blocks._exp_sums(logits)
+        p = e / blocks.expand(sums)
+        ctx.blocks = blocks
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (p,) = ctx.saved_tensors
+        blocks: OneHotBlocks = ctx.blocks
+        return p * (grad - blocks.expand(blocks.block_sum(grad * p))), None
