@@ -133,6 +133,35 @@ def test_private_ctgan_scores_a_fixed_number_of_generated_rows(wage_small, priva
     assert all(handed == real + expected for real, expected, handed in steps())
 
 
+def test_private_critic_runs_through_its_modules_for_dp_sgd(wage_small, monkeypatch):
+    """DP-SGD computes per-row gradients from hooks on the critic's Linear modules: every
+    private critic step must call them as modules (a functional shortcut would leave the rows'
+    gradients unclipped)."""
+    from synthkit.generators.tabular import ctgan as ctgan_module
+
+    calls = {"layers": 0, "steps": 0}
+    init = ctgan_module.CTGANDiscriminatorNet.__init__
+
+    def hooked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        for layer in (*self.hidden, self.out):
+            layer.register_forward_hook(lambda *_: calls.__setitem__("layers", calls["layers"] + 1))
+
+    step = _CTGANTask._private_step
+
+    def counted(self, batch, ctx):
+        calls["steps"] += 1
+        return step(self, batch, ctx)
+
+    monkeypatch.setattr(ctgan_module.CTGANDiscriminatorNet, "__init__", hooked)
+    monkeypatch.setattr(_CTGANTask, "_private_step", counted)
+    gen = CTGANGenerator(**FAST).fit(wage_small)
+    assert calls["steps"] >= 5
+    # three layers, scored in the critic step and again (hooks paused) in the generator step
+    assert calls["layers"] == 2 * 3 * calls["steps"]
+    assert gen.fit_report_["privacy"]["sgd"]["grad_sample_mode"] == "ghost"
+
+
 def test_private_resume_continues_the_same_plan(wage_small, tmp_path, monkeypatch):
     cfg = {**FAST, "epochs": 3, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 1}
     from synthkit.generators.tabular.tvae import TVAETrainingTask

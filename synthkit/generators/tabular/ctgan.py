@@ -284,16 +284,20 @@ class CTGANDiscriminatorNet(nn.Module):
         generator: torch.Generator | None = None,
         weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
-        """One score per pack; with ``weights`` (from :meth:`weights`) in their dtype."""
-        if weights is None:
-            weights = [(layer.weight, layer.bias) for layer in (*self.hidden, self.out)]
-        h = x.reshape(-1, self.packed_dim).to(weights[0][0].dtype)
-        for weight, bias in weights[:-1]:
-            h = F.leaky_relu(F.linear(h, weight, bias), 0.2)
+        """One score per pack; with ``weights`` (from :meth:`weights`) in their dtype.
+
+        Without ``weights`` every layer is called as its module, so module hooks see it: DP-SGD
+        (Opacus) computes per-row gradients from such hooks, and a private critic step must
+        never bypass them."""
+        h = x.reshape(-1, self.packed_dim)
+        if weights is not None:
+            h = h.to(weights[0][0].dtype)
+        for i, layer in enumerate(self.hidden):
+            h = F.leaky_relu(layer(h) if weights is None else F.linear(h, *weights[i]), 0.2)
             if self.training:
                 keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
                 h = h * keep.to(h.dtype) / (1.0 - _DROPOUT)
-        return F.linear(h, *weights[-1])
+        return self.out(h) if weights is None else F.linear(h, *weights[-1])
 
     def input_gradient(
         self,
