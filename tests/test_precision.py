@@ -82,10 +82,10 @@ def test_ctgan_trains_with_bf16_products_where_told(wage_small, monkeypatch):
     seen: list[torch.dtype] = []
     forward = ctgan_module.CTGANGeneratorNet.forward
 
-    def spy(self, x, dtype=torch.float32):
+    def spy(self, x, dtype=torch.float32, weights=None):
         if self.training:  # not the coverage probe or sampling, which run in eval mode
             seen.append(dtype)
-        return forward(self, x, dtype)
+        return forward(self, x, dtype, weights)
 
     monkeypatch.setattr(ctgan_module.CTGANGeneratorNet, "forward", spy)
     monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: True)

@@ -80,6 +80,9 @@ class OneHotBlocks:
         groups: dict[int, list[int]] = {}
         for j, width in enumerate(widths):
             groups.setdefault(1 << (width - 1).bit_length(), []).append(j)
+        groups = _merge_narrow(groups, widths)
+        if len(groups) == 1:  # blocks in their own order: no reordering afterwards
+            groups = {padded: sorted(members) for padded, members in groups.items()}
         index: list[int] = []
         order: list[int] = []
         self._max_groups: list[tuple[int, int, int]] = []  # (offset, blocks, padded width)
@@ -122,7 +125,7 @@ class OneHotBlocks:
             padded = values.index_select(1, self._max_index)
             parts = [padded[:, o : o + k * w].reshape(rows, k, w).amax(dim=2)
                      for o, k, w in self._max_groups]
-            if len(parts) <= 1:  # one group holds every block in order
+            if len(parts) <= 1:  # one group holds every block, in order
                 return parts[0] if parts else values.new_empty((rows, 0))
             return torch.cat(parts, dim=1).index_select(1, self._max_order)
 
@@ -188,6 +191,31 @@ class OneHotBlocks:
     def one_hot_to_index(self, one_hot: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`index_to_one_hot`: each block's hot slot, ``(rows, blocks)``."""
         return self._per_block_index(one_hot, lambda v, _: v.argmax(dim=2))
+
+
+#: Narrow width groups merge into wider ones while the padded slots stay within this many times
+#: the real ones, or this many slots: fewer reductions per call, bounded memory.
+_MERGE_FACTOR, _MERGE_SLACK = 4, 512
+
+
+def _merge_narrow(groups: dict[int, list[int]], widths: list[int]) -> dict[int, list[int]]:
+    """Width groups (padded width -> blocks) merged upward, narrowest first, while padding
+    stays within :data:`_MERGE_FACTOR` times the real slots or :data:`_MERGE_SLACK` slots."""
+    merged: dict[int, list[int]] = {}
+    current: list[int] = []
+    current_width = 0
+    for padded in sorted(groups):
+        candidate = current + groups[padded]
+        slots = sum(widths[j] for j in candidate)
+        if len(candidate) * padded <= max(_MERGE_FACTOR * slots, _MERGE_SLACK):
+            current, current_width = candidate, padded
+            continue
+        if current:
+            merged[current_width] = current
+        current, current_width = list(groups[padded]), padded
+    if current:
+        merged[current_width] = current
+    return merged
 
 
 class _BlockLogSumExp(torch.autograd.Function):

@@ -187,15 +187,27 @@ class CTGANGeneratorNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Linear(width, data_dim)
 
-    def forward(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def weights(self, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The linear layers' weights and biases in ``dtype`` (differentiable casts)."""
+        layers = [block.fc for block in self.blocks] + [self.out]
+        return [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in layers]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """Raw outputs; ``dtype=torch.bfloat16`` runs the matrix products in bf16 (mixed
-        precision training where bf16 is fast; BatchNorm statistics stay fp32) and returns bf16."""
+        precision training where bf16 is fast; BatchNorm statistics stay fp32) and returns bf16,
+        with ``weights`` from :meth:`weights` when a step reuses its casts."""
         if dtype != torch.float32:
+            weights = self.weights(dtype) if weights is None else weights
             h = x.to(dtype)
-            for block in self.blocks:
-                z = block.bn(F.linear(h, block.fc.weight.to(dtype), block.fc.bias.to(dtype)))
+            for block, (weight, bias) in zip(self.blocks, weights, strict=False):
+                z = block.bn(F.linear(h, weight, bias))
                 h = torch.cat([F.relu(z), h], dim=1)
-            return F.linear(h, self.out.weight.to(dtype), self.out.bias.to(dtype))
+            return F.linear(h, *weights[-1])
         if torch.is_grad_enabled():
             return self.out(self.blocks(x))
         return self.forward_no_grad(x)
@@ -295,8 +307,7 @@ class CTGANDiscriminatorNet(nn.Module):
         for i, layer in enumerate(self.hidden):
             h = F.leaky_relu(layer(h) if weights is None else F.linear(h, *weights[i]), 0.2)
             if self.training:
-                keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
-                h = h * keep.to(h.dtype) / (1.0 - _DROPOUT)
+                h = h * _dropout_mask(h, generator)
         return self.out(h) if weights is None else F.linear(h, *weights[-1])
 
     def input_gradient(
@@ -316,20 +327,31 @@ class CTGANDiscriminatorNet(nn.Module):
         if weights is None:
             weights = [(layer.weight, layer.bias) for layer in (*self.hidden, self.out)]
         h = x.reshape(-1, self.packed_dim).to(weights[0][0].dtype)
-        slopes = []
-        for weight, bias in weights[:-1]:
+        packs, hidden = h.shape[0], weights[:-1]
+        inputs: list[torch.Tensor] = []  # each hidden layer's pre-activation
+        masks: list[torch.Tensor | None] = []
+        for i, (weight, bias) in enumerate(hidden):
             z = F.linear(h, weight, bias)
-            slope = torch.where(z > 0, 1.0, 0.2).to(z.dtype)
-            h = F.leaky_relu(z, 0.2)
-            if self.training:  # the same masks forward() would draw, in the same order
-                keep = torch.rand(h.shape, generator=generator, device=h.device) >= _DROPOUT
-                scale = keep.to(h.dtype) / (1.0 - _DROPOUT)
-                h, slope = h * scale, slope * scale
-            slopes.append(slope)
-        grad = weights[-1][0].expand(h.shape[0], -1)
-        for (weight, _), slope in zip(reversed(weights[:-1]), reversed(slopes), strict=True):
-            grad = (grad * slope) @ weight
+            # the same masks forward() would draw, in the same order
+            mask = _dropout_mask(z, generator) if self.training else None
+            inputs.append(z)
+            masks.append(mask)
+            if i + 1 < len(hidden):  # the last layer's activations are not needed, its slopes are
+                h = F.leaky_relu(z, 0.2)
+                h = h if mask is None else h * mask
+        grad = weights[-1][0].expand(packs, -1)
+        for (weight, _), z, mask in zip(reversed(hidden), reversed(inputs), reversed(masks), strict=True):
+            grad = grad if mask is None else grad * mask
+            # leaky ReLU's backward: differentiable in grad (the penalty's own gradient)
+            grad = torch.ops.aten.leaky_relu_backward(grad, z, 0.2, False) @ weight
         return grad
+
+
+def _dropout_mask(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverted dropout's mask for CTGAN's rate of one half: 0 or 2 with equal odds, in
+    ``like``'s shape and dtype (one draw op, no comparison or cast)."""
+    return torch.randint(0, 2, like.shape, generator=generator, device=like.device,
+                         dtype=like.dtype).mul_(1.0 / (1.0 - _DROPOUT))
 
 
 # --- conditional vectors -------------------------------------------------------------------------
@@ -539,11 +561,13 @@ class _CTGANTask(TrainingTask):
         n = pac * max(batch.shape[0] // pac, 2 if pac == 1 else 1)  # BatchNorm needs 2+ rows
         gen = ctx.generator
         dtype = ctx.dtype  # bf16 matrix products where they are fast, else fp32
+        # the generator's cast weights serve its passes of both halves (it changes only at the end)
+        g_weights = self.g.weights(dtype) if dtype != torch.float32 else None
         self.d.requires_grad_(True)
         for _ in range(self.config.discriminator_steps):
             with torch.no_grad():
                 cond, _, slots = self._conditions(n, gen)
-                fake = self.activate(self.g(self._g_input(cond, gen), dtype), gen)
+                fake = self.activate(self.g(self._g_input(cond, gen), dtype, g_weights), gen)
                 fake_in = torch.cat([fake, cond], dim=1)
                 real_cond, real_slots = self._shuffled(cond, slots, gen)
                 real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
@@ -555,7 +579,7 @@ class _CTGANTask(TrainingTask):
             ctx.optimize(loss_d, self.opt_d)
         self.d.requires_grad_(False)
         cond, cols, slots = self._conditions(n, gen)
-        raw = self.g(self._g_input(cond, gen), dtype)
+        raw = self.g(self._g_input(cond, gen), dtype, g_weights)
         fake = self.activate(raw, gen)
         score = self.d(torch.cat([fake, cond], dim=1), gen, self.d.weights(dtype)).float()
         loss_g = -score.mean() + self._condition_loss(raw, cols, slots)
