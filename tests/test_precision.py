@@ -74,8 +74,9 @@ def test_bf16_samples_match_fp32_samples(family, wage_small):
 
 
 def test_ctgan_trains_with_bf16_products_where_told(wage_small, monkeypatch):
-    """With mixed precision on where bf16 is fast, both networks multiply in bf16 (weights cast
-    once per use, fp32 masters); with amp=False in fp32. Both runs learn and sample alike."""
+    """With train_precision="bfloat16" where bf16 is fast, both networks multiply in bf16
+    (weights cast once per step, fp32 masters); by default in fp32. Both runs learn and sample
+    alike."""
     import synthkit.generators.tabular.ctgan as ctgan_module
     import synthkit.nn.trainer as trainer_module
 
@@ -90,10 +91,10 @@ def test_ctgan_trains_with_bf16_products_where_told(wage_small, monkeypatch):
     monkeypatch.setattr(ctgan_module.CTGANGeneratorNet, "forward", spy)
     monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: True)
     options = {"epochs": 3, "seed": 0, "progress": False, "batch_size": 100}
-    low = sk.create("tabular/ctgan", **options).fit(wage_small)
+    low = sk.create("tabular/ctgan", train_precision="bfloat16", **options).fit(wage_small)
     assert set(seen) == {torch.bfloat16}
     seen.clear()
-    full = sk.create("tabular/ctgan", amp=False, **options).fit(wage_small)
+    full = sk.create("tabular/ctgan", **options).fit(wage_small)
     assert set(seen) == {torch.float32}
     for gen in (low, full):
         history = gen.fit_report_["training"]["history"]

@@ -168,7 +168,7 @@ def test_cuda_training_with_mixed_precision(data) -> None:
     assert result.device.startswith("cuda") and result.history[-1]["loss"] < result.history[0]["loss"]
 
 
-def test_step_dtype_is_bf16_only_where_fast_with_amp_and_without_dp(data, monkeypatch) -> None:
+def test_step_dtype_is_bf16_only_when_asked_where_fast_and_without_dp(data, monkeypatch) -> None:
     import synthkit.nn.trainer as trainer_module
     from synthkit.nn.privacy import SGDBudget
 
@@ -186,9 +186,10 @@ def test_step_dtype_is_bf16_only_where_fast_with_amp_and_without_dp(data, monkey
         return seen[0]
 
     monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: True)
-    assert run() == torch.bfloat16
-    assert run(amp=False) == torch.float32
+    assert run(low_precision=True) == torch.bfloat16
+    assert run() == torch.float32  # only when asked
     budget = SGDBudget(epsilon=1.0, delta=1e-5, max_grad_norm=1.0)
-    assert not Trainer(epochs=1, batch_size=256, progress=False, device="cpu", dp=budget).low_precision
+    assert not Trainer(epochs=1, batch_size=256, progress=False, device="cpu", dp=budget,
+                       low_precision=True).low_precision
     monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: False)
-    assert run() == torch.float32
+    assert run(low_precision=True) == torch.float32  # bf16 only where it is fast

@@ -51,12 +51,7 @@ class NeuralConfig(GeneratorConfig):
     device: str = Field(
         "auto", description="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
     )
-    amp: bool = Field(
-        True,
-        description="bf16 mixed precision where bf16 is fast: on a GPU for every family; "
-        "tabular/ctgan also on a CPU with AMX tiles (its matrix products in bf16, weights kept "
-        "in fp32). Never in a private (dp) fit's CPU steps.",
-    )
+    amp: bool = Field(True, description="bf16 mixed precision on a GPU (no effect on a CPU).")
     sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Precision of the hidden layers when sampling (tabular/ctgan, tabular/tvae): "
@@ -210,6 +205,7 @@ def make_trainer(
         compile=config.compile,
         description=description,
         dp=dp,
+        low_precision=getattr(config, "train_precision", "float32") == "bfloat16",
     )
 
 

@@ -45,8 +45,8 @@ class StepContext:
     #: DP-SGD state when the run is differentially private (see synthkit.nn.privacy).
     private: PrivateTraining | None = None
     #: Precision of the matrix products for families that cast explicitly instead of using
-    #: :meth:`autocast`: bf16 with mixed precision on where bf16 is fast (a CUDA GPU, a CPU with
-    #: AMX tiles), else fp32.
+    #: :meth:`autocast`: bf16 when the Trainer was asked for ``low_precision`` and bf16 is fast
+    #: (a CUDA GPU, a CPU with AMX tiles) and the run is not private, else fp32.
     dtype: torch.dtype = torch.float32
 
     def autocast(self) -> Any:
@@ -165,6 +165,7 @@ class Trainer:
         description: str = "Training",
         drop_last: bool = False,
         dp: SGDBudget | None = None,
+        low_precision: bool = False,
     ) -> None:
         if epochs < 1 or batch_size < 1 or checkpoint_every < 1:
             raise ConfigError(
@@ -189,7 +190,7 @@ class Trainer:
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.amp = bool(amp) and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.low_precision = bool(amp) and dp is None and fast_bf16(self.device)
+        self.low_precision = bool(low_precision) and dp is None and fast_bf16(self.device)
         self.seed = seed
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_every = checkpoint_every
