@@ -18,6 +18,7 @@ argmax reads fastest. Decoding has a fixed cost per call, so :func:`sample_chunk
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -50,6 +51,24 @@ def sample_chunk_rows(device: torch.device) -> int:
     return 65_536 if device.type == "cuda" else 4_096
 
 
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat denormal floats (below ~1e-38) as zero on this thread's CPU while inside, as the
+    training loops and samplers do, and restore the previous mode after.
+
+    Long runs drift some weights, moments and gradients into the denormal range, where x86
+    arithmetic is tens of times slower: a 300-epoch TVAE fit on diamonds took over 6 CPU
+    minutes without this and 2.5 with it (the first epochs equally fast). Values that small
+    change no result that matters."""
+    probe = torch.tensor([1e-39], dtype=torch.float32)
+    was_on = float(probe * 1.0) == 0.0  # flushed already (no getter for the mode)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
+
+
 #: Rows decoded per call by :func:`sample_chunks` (on a GPU, its larger passes).
 DECODE_ROWS = 16_384
 
@@ -67,7 +86,8 @@ def sample_chunks(
         rows = min(per_block, n - start)
         block: torch.Tensor | None = None
         for done in range(0, rows, per_pass):
-            out = generate(min(per_pass, rows - done))
+            with flush_denormals():
+                out = generate(min(per_pass, rows - done))
             if block is None:  # (width, rows): its transpose is the column-major block
                 block = torch.empty((out.shape[1], rows), dtype=torch.float32)
             block[:, done : done + out.shape[0]].copy_(out.t())

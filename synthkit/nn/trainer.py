@@ -26,7 +26,7 @@ import torch
 from synthkit.errors import ConfigError
 from synthkit.nn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from synthkit.nn.device import resolve_device
-from synthkit.nn.precision import fast_bf16
+from synthkit.nn.precision import fast_bf16, flush_denormals
 from synthkit.nn.privacy import PrivateTraining, SGDBudget
 
 #: Keep the data on the GPU only while it takes less than this share of free memory.
@@ -256,7 +256,8 @@ class Trainer:
                 private.restore(state.dp_steps, state.dp_noise_multiplier or private.noise_multiplier)
         ctx.step = state.step
         try:
-            self._loop(task, modules, optimizers, train, valid, order_gen, ctx, state, fingerprint)
+            with flush_denormals():  # denormals make long CPU runs many times slower
+                self._loop(task, modules, optimizers, train, valid, order_gen, ctx, state, fingerprint)
         finally:
             if private is not None:
                 private.detach()
