@@ -331,8 +331,8 @@ class CTGANDiscriminatorNet(nn.Module):
         torch's own backward takes it), so this equals ``autograd.grad(score.sum(), x,
         create_graph=True)`` under the same dropout masks, and so do the weights' gradients.
         """
-        if weights is None:
-            weights = [(layer.weight, layer.bias) for layer in (*self.hidden, self.out)]
+        if weights is None:  # the layers' own parameters (a cast to their dtype is a no-op)
+            weights = self.weights(self.out.weight.dtype)
         h = x.reshape(-1, self.packed_dim).to(weights[0][0].dtype)
         packs, hidden = h.shape[0], weights[:-1]
         inputs: list[torch.Tensor] = []  # each hidden layer's pre-activation
