@@ -9,11 +9,19 @@ on different machines) sit side by side.
     python benchmarks/tabular.py                                   # copula, all tables
     python benchmarks/tabular.py --families ctgan tvae --epochs 300
     python benchmarks/tabular.py --families tvae --tables wage --epochs 50 --section tvae-quick
+    python benchmarks/tabular.py --families ctgan --tables wage --epochs 300 --seeds 3
+
+``--seeds N`` fits every pair with seeds ``seed .. seed+N-1`` and reports means (and each
+seed's quality): one seed's SDMetrics score moves by about 0.02 between seeds for the GANs, more
+than the differences the quality target asks about. Before anything is timed, each engine fits
+its families once on 1,000 rows (:func:`warm_up`), so neither pays for one-off imports or SDV's
+worker start-up inside a timed fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -73,6 +81,7 @@ class Run:
     load: float | None = None  # the machine's 1-minute load average when the fit ended
     fit_cpu_s: float | None = None  # CPU seconds of this process during the fit
     sample_cpu_rows_per_s: float | None = None  # sampled rows per CPU second
+    seed: int = 0
 
 
 def load_table(key: str) -> pl.DataFrame:
@@ -90,30 +99,38 @@ def quality(real: pl.DataFrame, synthetic: pl.DataFrame, metadata: dict) -> floa
     return float(report.get_score())
 
 
-def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> tuple[float, float, pl.DataFrame]:
+def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict,
+                   speed_rows: int | None = None) -> tuple[float, float, pl.DataFrame]:
     import synthkit as sk
 
+    speed_rows = speed_rows or SAMPLE_ROWS_FOR_SPEED
     started, cpu = time.perf_counter(), time.process_time()
     gen = sk.create(name, seed=seed, **params).fit(real, schema=schema)
     fit_s = time.perf_counter() - started
     bench_synthkit.fit_cpu = time.process_time() - cpu
     bench_synthkit.load = _load()
     started, cpu = time.perf_counter(), time.process_time()
-    gen.sample(SAMPLE_ROWS_FOR_SPEED, seed=seed + 1)
-    rate = SAMPLE_ROWS_FOR_SPEED / (time.perf_counter() - started)
-    bench_synthkit.sample_cpu_rate = SAMPLE_ROWS_FOR_SPEED / (time.process_time() - cpu)
+    gen.sample(speed_rows, seed=seed + 1)
+    rate = speed_rows / (time.perf_counter() - started)
+    bench_synthkit.sample_cpu_rate = speed_rows / (time.process_time() - cpu)
     if hasattr(gen, "with_sampler"):  # diffusion: the fast sampler's speed too
         fast = gen.with_sampler("ddim")
         started = time.perf_counter()
-        fast.sample(SAMPLE_ROWS_FOR_SPEED, seed=seed + 1)
-        bench_synthkit.fast_rate = SAMPLE_ROWS_FOR_SPEED / (time.perf_counter() - started)
+        fast.sample(speed_rows, seed=seed + 1)
+        bench_synthkit.fast_rate = speed_rows / (time.perf_counter() - started)
     return fit_s, rate, gen.sample(real.height, seed=seed + 2)
 
 
-def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> tuple[float, float, pl.DataFrame]:
+def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict,
+              speed_rows: int | None = None) -> tuple[float, float, pl.DataFrame]:
+    import numpy as np
     import sdv.single_table as single
+    import torch
 
+    speed_rows = speed_rows or SAMPLE_ROWS_FOR_SPEED
     frame = real.to_pandas()
+    np.random.seed(seed)  # SDV's synthesizers take no seed: seed the generators they draw from
+    torch.manual_seed(seed)
     started, cpu = time.perf_counter(), time.process_time()
     synth = getattr(single, cls_name)(schema.to_sdv(), **params)
     synth.fit({"table": frame} if _sdv_takes_dicts() else frame)
@@ -121,9 +138,9 @@ def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict
     bench_synthkit.fit_cpu = time.process_time() - cpu
     bench_synthkit.load = _load()
     started, cpu = time.perf_counter(), time.process_time()
-    _one_table(synth.sample(SAMPLE_ROWS_FOR_SPEED))
-    rate = SAMPLE_ROWS_FOR_SPEED / (time.perf_counter() - started)
-    bench_synthkit.sample_cpu_rate = SAMPLE_ROWS_FOR_SPEED / (time.process_time() - cpu)
+    _one_table(synth.sample(speed_rows))
+    rate = speed_rows / (time.perf_counter() - started)
+    bench_synthkit.sample_cpu_rate = speed_rows / (time.process_time() - cpu)
     return fit_s, rate, pl.from_pandas(_one_table(synth.sample(real.height)))
 
 
@@ -146,12 +163,48 @@ def _one_table(sampled):
     return next(iter(sampled.values())) if isinstance(sampled, dict) else sampled
 
 
+def warm_up(families: list[str], real: pl.DataFrame, schema) -> None:
+    """Fit each engine's family once on 1,000 rows for one epoch before anything is timed: the
+    one-off imports and lazy set-up both engines do on a first fit (SDV and RDT, scikit-learn's
+    mixtures and k-means, torch's compiler stack behind ``torch.optim``, the worker processes
+    SDV's data transformer starts for tables over 500 rows) would otherwise land
+    in whichever fit happens to run first."""
+    small = real.head(1_000)  # over 500 rows: SDV then starts its joblib workers too
+    for family in families:
+        _, ours, theirs, neural = FAMILIES[family]
+        extra = {"epochs": 1} if neural else {}
+        bench_synthkit(ours, small, schema, 0, extra | ({"progress": False} if neural else {}),
+                       speed_rows=200)
+        if theirs is not None:
+            bench_sdv(theirs, small, schema, 0, extra | ({"verbose": False} if neural else {}),
+                      speed_rows=200)
+
+
+def mean_runs(runs: list[Run]) -> list[Run]:
+    """One run per (table, family, engine): the means over its seeds (the first seed's fields
+    where a mean means nothing), in the order the pairs first ran."""
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.table, run.family, run.engine), []).append(run)
+    out = []
+    for group in groups.values():
+        merged = asdict(group[0])
+        for name, value in merged.items():
+            values = [getattr(r, name) for r in group]
+            if name != "seed" and isinstance(value, float) and all(v is not None for v in values):
+                merged[name] = sum(values) / len(values)
+        out.append(Run(**merged))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="*", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--families", nargs="*", default=["copula"], choices=list(FAMILIES))
     parser.add_argument("--epochs", type=int, default=300, help="For the neural families, both engines.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="Fit every pair with this many seeds (seed, seed+1, ...); report means.")
     parser.add_argument("--section", help="Name of the results section (default: the families).")
     parser.add_argument("--only", nargs="*", default=[], metavar="FAMILY=TABLE[,TABLE]",
                         help="Run FAMILY on these tables only (e.g. tvae=credit_data).")
@@ -177,10 +230,12 @@ def main() -> None:
     partial = RESULTS_DIR / f".{section}.partial.json"
     runs: list[Run] = ([Run(**r) for r in json.loads(partial.read_text())]
                        if partial.exists() else [])
-    done = {(r.table, r.family, r.engine) for r in runs}
-    for key in args.tables:
+    done = {(r.table, r.family, r.engine, r.seed) for r in runs}
+    for i, key in enumerate(args.tables):
         real = load_table(key)
         schema = infer_schema(real)
+        if i == 0:
+            warm_up(args.families, real, schema)
         metadata = schema.to_sdv_dict()["tables"]["table"]
         for family in args.families:
             if family in only and key not in only[family]:
@@ -188,17 +243,19 @@ def main() -> None:
             label, ours, theirs, neural = FAMILIES[family]
             if neural:
                 label = f"{label} ({args.epochs} epochs)"
-            for engine, fn, name in (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs)):
+            pairs = (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs))
+            for seed, (engine, fn, name) in itertools.product(
+                    range(args.seed, args.seed + args.seeds), pairs):
                 if name is None:  # no SDV counterpart: synthkit's figures only
                     continue
-                if (key, label, engine) in done:
+                if (key, label, engine, seed) in done:
                     continue
                 params = {}
                 if neural:
                     params = {"epochs": args.epochs}
                     params |= {"progress": False} if engine == "synthkit" else {"verbose": False}
                 bench_synthkit.fast_rate = None
-                fit_s, rate, sample = fn(name, real, schema, args.seed, params)
+                fit_s, rate, sample = fn(name, real, schema, seed, params)
                 started = time.perf_counter()
                 score = quality(real, sample, metadata)
                 quality_s = time.perf_counter() - started
@@ -209,17 +266,18 @@ def main() -> None:
                           quality_s, evaluate_s, ours.value("quality.overall") or 0.0,
                           bench_synthkit.fast_rate if engine == "synthkit" else None,
                           bench_synthkit.load, bench_synthkit.fit_cpu,
-                          bench_synthkit.sample_cpu_rate)
+                          bench_synthkit.sample_cpu_rate, seed)
                 runs.append(run)
                 RESULTS_DIR.mkdir(exist_ok=True)
                 partial.write_text(json.dumps([asdict(r) for r in runs], indent=1))
-                print(f"{key:18s} {label:16s} {engine:8s} quality {score:.4f}  fit {fit_s:7.2f}s  "
+                print(f"{key:18s} {label:16s} {engine:8s} seed {seed} quality {score:.4f}  fit {fit_s:7.2f}s  "
                       f"sample {rate:12,.0f} rows/s", flush=True)
     options = [("families", " ".join(args.families)), ("tables", " ".join(args.tables)),
                ("epochs", args.epochs)]
     options += [("only", " ".join(args.only))] if args.only else []
     options += [("speed-rows", args.speed_rows)] if args.speed_rows != 100_000 else []
     options += [("threads", args.threads)] if args.threads else []
+    options += [("seeds", args.seeds)] if args.seeds != 1 else []
     write_section(runs, section, " ".join(f"--{k} {v}" for k, v in options))
     partial.unlink(missing_ok=True)
     rebuild_results()
@@ -253,6 +311,13 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
             f"{min(loads):.1f}–{max(loads):.1f}; other jobs shared the cores, so compare the two "
             "engines' figures within a row (their fits ran back to back), not across sections."
         )
+    seeds = sorted({r.seed for r in runs})
+    if len(seeds) > 1:
+        lines.append(
+            f"Every figure is the mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
+            "each seed's quality is in the last table."
+        )
+    per_seed, runs = runs, mean_runs(runs)
     lines.append("")
     by_key: dict[tuple[str, str], dict[str, Run]] = {}
     for run in runs:
@@ -300,11 +365,30 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
             f"| {run.table} | {run.engine} {run.family} | {run.quality_s:.2f} | {run.evaluate_s:.2f} | "
             f"{run.quality_s / run.evaluate_s:.1f}× | {run.quality:.4f} | {run.ours_overall:.4f} |"
         )
+    if len(seeds) > 1:
+        lines += seed_table(per_seed, seeds)
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{section}.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.with_suffix(".json").write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
+    path.with_suffix(".json").write_text(json.dumps([asdict(r) for r in per_seed], indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def seed_table(runs: list[Run], seeds: list[int]) -> list[str]:
+    """SDMetrics quality of every seed, with the mean and the spread (max - min)."""
+    lines = ["", "### Quality per seed", "",
+             "| table | family | engine | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | mean | spread |",
+             "|---|---|---|" + "---|" * len(seeds) + "---|---|"]
+    groups: dict[tuple[str, str, str], dict[int, float]] = {}
+    for run in runs:
+        groups.setdefault((run.table, run.family, run.engine), {})[run.seed] = run.quality
+    for (table, family, engine), scores in groups.items():
+        cells = [f"{scores[s]:.4f}" if s in scores else "—" for s in seeds]
+        values = list(scores.values())
+        lines.append(f"| {table} | {family} | {engine} | " + " | ".join(cells)
+                     + f" | {sum(values) / len(values):.4f} | {max(values) - min(values):.4f} |")
+    return lines
 
 
 def _timed_pairs(by_key: dict[tuple[str, str], dict[str, Run]]) -> list[tuple]:
