@@ -306,6 +306,18 @@ def test_generators_only_generate_values_a_few_valued_column_takes(credit):
     assert not set(off.sample(2_000, seed=0)["Time"].to_list()) <= terms  # near misses of the terms
 
 
+def test_ctgan_keeps_few_valued_numbers_numerical_unless_asked(credit):
+    """CTGAN's default is off (year as a category cost it quality on wage); TVAE's is on."""
+    small = credit.head(600)
+    default = sk.create("tabular/ctgan", epochs=1, seed=0, progress=False).fit(small)
+    assert "Time" not in {b.column for b in default.encoder_.discrete}
+    asked = sk.create("tabular/ctgan", epochs=1, seed=0, progress=False, discrete_numerical=20).fit(small)
+    assert "Time" in {b.column for b in asked.encoder_.discrete}
+    assert set(asked.sample(1_000, seed=0)["Time"].drop_nulls().to_list()) <= set(small["Time"].to_list())
+    tvae = sk.create("tabular/tvae", epochs=1, seed=0, progress=False).fit(small)
+    assert "Time" in {b.column for b in tvae.encoder_.discrete}
+
+
 def test_decoding_a_column_major_matrix_gives_the_same_table(wage):
     """Sampling hands the decoder column-major blocks (argmax scanned column by column): the
     decoded table equals the row-major one's, ties and NaN included."""

@@ -126,6 +126,15 @@ class CTGANConfig(NeuralConfig):
         "never under dp): about a quarter less fit time on such a CPU, but two seeds of "
         "mlc_churn lost about 0.02 SDMetrics quality with it (wage none), so fp32 is the default.",
     )
+    discrete_numerical: int = Field(
+        0,
+        ge=0,
+        description="Numerical columns with at most this many distinct values (each seen at "
+        "least 10 times on average) are generated as one category per value. Off (0) by "
+        "default for CTGAN: on wage, year as a 7-value category cost about 0.025 SDMetrics "
+        "quality over three seeds (0.838 vs 0.864), with no gain on credit_data or mlc_churn "
+        "over two seeds; TVAE, which gains from it, keeps 20.",
+    )
     log_frequency: bool = Field(
         True,
         description="Draw training conditions by log-frequency (rare categories more often) "
