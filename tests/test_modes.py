@@ -164,3 +164,19 @@ def test_transform_before_fit_is_refused():
         ModeNormalizer().transform(np.zeros(3), rng=np.random.default_rng(0))
     with pytest.raises(NotFittedError):
         QuantileNormalizer().transform(np.zeros(3), rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_quantile_inverse_is_the_piecewise_linear_quantile_function(uniform):
+    """The arithmetic knot lookup (evenly spaced knot probabilities) gives np.interp's values,
+    ties in the knots and the ends of the range included; other probabilities fall back to it."""
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(3)
+    q = QuantileNormalizer(n_quantiles=200).fit(np.round(rng.gamma(2.0, 3.0, 2_000), 1))
+    if not uniform:  # e.g. a private fit's knots at other probabilities
+        q.probs_ = np.sort(np.concatenate([[0.0, 1.0], rng.random(q.knots_.size - 2)]))
+    alpha = np.concatenate([rng.uniform(-1.0, 1.0, 5_000), [-1.0, 1.0, 0.0, -0.99, 0.99]])
+    u = ndtr(alpha * q.Z_SCALE)
+    expected = np.interp(np.clip((u - q.EDGE) / (1 - 2 * q.EDGE), 0, 1), q.probs_, q.knots_)
+    np.testing.assert_allclose(q.inverse(alpha, np.zeros(alpha.size)), expected, rtol=1e-12, atol=1e-12)
