@@ -74,9 +74,9 @@ def test_bf16_samples_match_fp32_samples(family, wage_small):
 
 
 def test_ctgan_trains_with_bf16_products_where_told(wage_small, monkeypatch):
-    """With train_precision="bfloat16" where bf16 is fast, both networks multiply in bf16
-    (weights cast once per step, fp32 masters); by default in fp32. Both runs learn and sample
-    alike."""
+    """With train_precision="bfloat16" (or the default "auto" on a CPU) where bf16 is fast, both
+    networks multiply in bf16 (weights cast once per step, fp32 masters); with "float32" in fp32.
+    Both runs learn and sample alike."""
     import synthkit.generators.tabular.ctgan as ctgan_module
     import synthkit.nn.trainer as trainer_module
 
@@ -94,7 +94,10 @@ def test_ctgan_trains_with_bf16_products_where_told(wage_small, monkeypatch):
     low = sk.create("tabular/ctgan", train_precision="bfloat16", **options).fit(wage_small)
     assert set(seen) == {torch.bfloat16}
     seen.clear()
-    full = sk.create("tabular/ctgan", **options).fit(wage_small)
+    sk.create("tabular/ctgan", **options).fit(wage_small)  # "auto" on a CPU
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    full = sk.create("tabular/ctgan", train_precision="float32", **options).fit(wage_small)
     assert set(seen) == {torch.float32}
     for gen in (low, full):
         history = gen.fit_report_["training"]["history"]
@@ -105,6 +108,17 @@ def test_ctgan_trains_with_bf16_products_where_told(wage_small, monkeypatch):
     a = dict(low.generator_net_.named_parameters())
     b = dict(full.generator_net_.named_parameters())
     assert all((a[k] - b[k]).abs().max() < 0.05 for k in a)
+
+
+def test_auto_training_precision_is_bf16_on_a_cpu_only(monkeypatch):
+    """"auto" asks for bf16 products on a CPU; a CUDA device keeps its fp32 step (autocast)."""
+    import synthkit.nn.device as device_module
+    from synthkit.generators.neural import trains_in_bf16
+
+    assert trains_in_bf16("auto", "cpu") and trains_in_bf16("bfloat16", "cpu")
+    assert not trains_in_bf16("float32", "cpu")
+    monkeypatch.setattr(device_module, "resolve_device", lambda device, **_: torch.device("cuda"))
+    assert not trains_in_bf16("auto", "auto") and trains_in_bf16("bfloat16", "auto")
 
 
 def test_sample_chunks_are_bounded_column_major_and_in_order():

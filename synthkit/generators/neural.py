@@ -205,8 +205,22 @@ def make_trainer(
         compile=config.compile,
         description=description,
         dp=dp,
-        low_precision=getattr(config, "train_precision", "float32") == "bfloat16",
+        low_precision=trains_in_bf16(getattr(config, "train_precision", "float32"), config.device),
     )
+
+
+def trains_in_bf16(precision: str, device: str) -> bool:
+    """Whether to ask the Trainer for bf16 matrix products: always for ``"bfloat16"``, and for
+    ``"auto"`` on a CPU (where it was measured: same quality, a fifth less fit time on an AMX
+    CPU; CUDA keeps its tested fp32 step under bf16 autocast). The Trainer still declines where
+    bf16 is slow or the run is private."""
+    if precision == "bfloat16":
+        return True
+    if precision != "auto":
+        return False
+    from synthkit.nn.device import resolve_device
+
+    return resolve_device(device).type == "cpu"
 
 
 def run_fingerprint(config: NeuralConfig, data_fingerprint: str, encoder: NeuralTableEncoder) -> str:
