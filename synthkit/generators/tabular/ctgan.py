@@ -895,8 +895,13 @@ class CTGANGenerator(Generator):
                 cond = _one_hot(torch.full((m,), fixed, dtype=torch.long, device=device), layout.cond_dim)
             else:
                 cond, _, _ = _draw_conditions(m, probs, layout, gen)
-            z = torch.randn(m, self.config.embedding_dim, generator=gen, device=device)
-            raw = net.forward_no_grad(torch.cat([z, cond], dim=1), dtype, activate.alpha)
+            # the network's input built feature-major ([z; cond], features x rows): a bf16 pass
+            # copies it into its transposed buffer contiguously instead of by a strided transpose
+            emb = self.config.embedding_dim
+            x_t = torch.empty(emb + cond.shape[1], m, device=device)
+            torch.randn(emb, m, generator=gen, device=device, out=x_t[:emb])
+            x_t[emb:] = cond.t()
+            raw = net.forward_no_grad(x_t.t(), dtype, activate.alpha)
             return activate.decodable(raw, gen)
 
         with torch.no_grad():  # bounded memory for any n
