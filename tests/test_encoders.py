@@ -22,6 +22,7 @@ from synthkit.prepare.encoders import (
     NumericalEncoder,
     TableEncoder,
     encoder_for,
+    restore_numeric,
 )
 from synthkit.schema import Column
 
@@ -63,6 +64,20 @@ def test_numerical_restores_integers_decimals_and_bounds(credit, credit_schema):
     col = Column(name="p", kind="numerical", dtype="Float64", decimals=2)
     enc = NumericalEncoder(col).fit(pl.Series("p", [1.25, 2.5, 3.75]))
     assert enc.inverse_transform(enc.transform(pl.Series("p", [2.3456]))).to_list() == [2.35]
+
+
+def test_restore_numeric_rounds_half_to_even_and_nulls_what_does_not_fit():
+    """Integers are rounded half to even (as polars rounds); NaN, inf and values beyond int64
+    become null, as a non-strict cast makes them."""
+    x = np.array([0.5, 1.5, 2.5, -0.5, -2.7, np.nan, np.inf, -np.inf, 1e300, 9.2e18, 41.0])
+    got = restore_numeric(Column(name="n", kind="numerical", dtype="Int64"), x)
+    want = pl.Series("n", x, nan_to_null=True).round(0).cast(pl.Int64, strict=False)
+    assert got.dtype == pl.Int64 and got.to_list() == want.to_list()
+    assert got.to_list()[:5] == [0, 2, 2, 0, -3] and got.null_count() == 4
+    bounded = restore_numeric(Column(name="b", kind="numerical", dtype="Int32", min=0, max=10), x)
+    assert bounded.dtype == pl.Int32 and bounded.to_list()[6:9] == [10, 0, 10]
+    floats = restore_numeric(Column(name="f", kind="numerical", dtype="Float64", decimals=1), x)
+    assert floats.to_list()[:5] == [0.5, 1.5, 2.5, -0.5, -2.7] and floats.null_count() == 1
 
 
 def test_categorical_one_hot_with_nulls_and_unseen(credit, credit_schema):

@@ -40,6 +40,29 @@ def test_split_linear_keeps_exact_columns_in_fp32():
     assert torch.equal(mlp_no_grad(torch.nn.Sequential(layer), h.float(), torch.float32), layer(h.float()))
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_bf16_mlp_matches_fp32_with_and_without_the_fused_kernel(fused, monkeypatch):
+    """The hidden Linear+ReLU pairs of a bf16 pass run as one oneDNN kernel where the build has
+    it (probed once); with it or without it the outputs are fp32's within bf16 rounding."""
+    from synthkit.nn import precision
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 96), torch.nn.ReLU(),
+        torch.nn.Linear(96, 30),
+    )
+    x = torch.randn(2000, 128)
+    if fused and not precision.fused_linear_relu(x.bfloat16()):
+        pytest.skip("this PyTorch build has no fused oneDNN linear + ReLU on this CPU")
+    monkeypatch.setitem(precision._FUSED, "cpu", fused)
+    with torch.no_grad():
+        want = mlp(x)
+        got = mlp_no_grad(mlp, x, torch.bfloat16, torch.tensor([0, 29]))
+    assert got.dtype == torch.float32 and got.shape == (2000, 30)
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    assert precision.fused_linear_relu(x) is False  # fp32 never takes the bf16 kernel
+
+
 def test_ctgan_bf16_generator_pass_matches_fp32():
     torch.manual_seed(0)
     net = CTGANGeneratorNet(170, (256, 256), 60)

@@ -87,6 +87,22 @@ def test_save_load_same_rows_and_state_files(fitted, tmp_path):
     assert not any(k.startswith(("encoder.mu", "encoder.logvar", "encoder.seq")) for k in tensors)
 
 
+def test_sampling_activation_is_tanh_plus_learned_noise_in_place(fitted):
+    """Sampling turns alpha outputs into tanh + sigma * N(0, 1) in place and leaves the one-hot
+    logits as they are, whatever the layout of the raw outputs."""
+    layout, sigma = fitted.layout_, fitted.decoder_.sigma.detach()
+    assert layout.n_alpha > 0
+    raw = torch.randn(layout.width, 500).t()  # column-major, as the bf16 sampler returns
+    for out in (raw, raw.contiguous()):
+        before = out.clone()
+        got = layout.activate_(out, sigma, torch.Generator().manual_seed(3))
+        assert got is out
+        noise = torch.randn((layout.n_alpha, 500), generator=torch.Generator().manual_seed(3))
+        want = torch.tanh(before[:, layout.alpha]) + noise.t() * sigma
+        assert torch.allclose(got[:, layout.alpha], want, atol=1e-6)
+        assert torch.equal(got[:, layout.slots], before[:, layout.slots])
+
+
 def test_sample_in_chunks(fitted, monkeypatch):
     monkeypatch.setattr(tvae, "_CHUNK_ROWS", 64)
     out = fitted.sample(150, seed=2)

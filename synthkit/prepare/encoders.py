@@ -562,10 +562,14 @@ def restore_numeric(column: Column, x: np.ndarray) -> pl.Series:
     x = np.clip(np.asarray(x, dtype=np.float64), lo, hi)
     if column.decimals is not None:
         x = np.round(x, column.decimals)
-    series = pl.Series(column.name, x, nan_to_null=True)
     if dtype.is_integer() or dtype.is_temporal():
-        series = series.round(0).cast(pl.Int64, strict=False)
-    return cast_to_column(series, column)
+        whole = np.rint(x)  # half to even, as polars rounds
+        fits = np.abs(whole) < 2.0**63  # False for NaN and inf: those become null
+        series = pl.Series(column.name, np.where(fits, whole, 0.0).astype(np.int64))
+        if not fits.all():
+            series = series.scatter(np.flatnonzero(~fits), None)
+        return cast_to_column(series, column)
+    return cast_to_column(pl.Series(column.name, x, nan_to_null=True), column)
 
 
 def cast_to_column(series: pl.Series, column: Column) -> pl.Series:

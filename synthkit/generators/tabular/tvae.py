@@ -158,13 +158,21 @@ class _Layout:
     def n_alpha(self) -> int:
         return int(self.alpha.numel())
 
-    def activate(self, raw: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Outputs as ``inverse_transform`` reads them: tanh + noise·sigma for alpha values;
-        one-hot blocks keep their logits (decoding takes each block's argmax)."""
-        out = raw.clone()
+    def activate_(
+        self, raw: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``raw`` (rows × width) turned in place into what ``inverse_transform`` reads: tanh +
+        standard normal noise · sigma for alpha values; one-hot blocks keep their logits
+        (decoding takes each block's argmax). Works feature-major: the alpha values of a
+        column-major ``raw`` (as the bf16 sampler returns) are contiguous rows of ``raw.t()``."""
         if self.n_alpha:
-            out[:, self.alpha] = torch.tanh(raw[:, self.alpha]) + noise * sigma
-        return out
+            raw_t = raw.t()
+            noise = torch.randn(
+                (self.n_alpha, raw.shape[0]), generator=generator, device=raw.device
+            )
+            alpha = raw_t.index_select(0, self.alpha).tanh_().addcmul_(noise, sigma[:, None])
+            raw_t.index_copy_(0, self.alpha, alpha)
+        return raw
 
 
 def tvae_losses(
@@ -372,9 +380,8 @@ class TVAEGenerator(Generator):
 
         def generate(m: int) -> torch.Tensor:
             z = torch.randn((m, dim), generator=gen, device=device)
-            noise = torch.randn((m, self.layout_.n_alpha), generator=gen, device=device)
             raw = mlp_no_grad(self.decoder_.seq, z, dtype, self.layout_.alpha)
-            return self.layout_.activate(raw, noise, sigma)
+            return self.layout_.activate_(raw, sigma, gen)
 
         with torch.no_grad():  # bounded memory for any n
             frames = [self.encoder_.inverse_transform(block, rng=rng)
