@@ -295,3 +295,84 @@ def test_block_cross_entropy_matches_a_per_block_reference() -> None:
         part = slice(b.start, b.start + b.width)
         expected = expected - (target[:, part] * torch.log_softmax(raw[:, part], dim=1)).sum()
     assert torch.allclose(recon, expected / 7, rtol=1e-5)
+
+
+def _autograd_and_written_out_grads(table, dims, dtype):
+    """Gradients of one TVAE step by autograd (the reference) and by the written-out step."""
+    from synthkit.generators.tabular.tvae import _Layout, tvae_losses
+    from synthkit.generators.tabular.tvae_step import TVAEStep
+    from synthkit.prepare.neural import NeuralTableEncoder
+
+    encoding = NeuralTableEncoder(seed=0).fit(table, sk.infer_schema(table))
+    batch = torch.as_tensor(encoding.transform(table))
+    layout = _Layout.of(encoding.blocks, encoding.width, torch.device("cpu"))
+    torch.manual_seed(0)
+    enc = TVAEEncoderNet(encoding.width, dims, 16)
+    dec = TVAEDecoderNet(16, dims, encoding.width, layout.n_alpha)
+    with torch.no_grad():
+        dec.sigma.uniform_(0.05, 0.5)
+    params = [*enc.parameters(), *dec.parameters()]
+    eps = torch.randn(batch.shape[0], 16)
+    mu, logvar = enc(batch)
+    raw = dec(mu + eps * torch.exp(0.5 * logvar))
+    recon, kl = tvae_losses(raw, batch, dec.sigma, mu, logvar, layout, 2.0)
+    want = [torch.zeros_like(p) if w is None else w  # sigma of a table without alpha values
+            for p, w in zip(params, torch.autograd.grad(recon + kl, params, allow_unused=True), strict=True)]
+    got_recon, got_kl = TVAEStep(enc, dec, layout.alpha, layout.slots, layout.blocks, 2.0)(batch, eps, dtype)
+    assert torch.allclose(got_recon, recon.detach(), rtol=1e-3) and torch.allclose(got_kl, kl.detach(), rtol=1e-2)
+    return want, [torch.zeros_like(p) if p.grad is None and p.numel() == 0 else p.grad for p in params]
+
+
+@pytest.mark.parametrize("dims", [(32, 24), (), (20,)])
+def test_written_out_step_gives_autograds_gradients(wage_small, credit, dims):
+    """The CPU step without autograd sets the gradients autograd computes, for tables with
+    alpha values and one-hot blocks, nulls, and stacks of any depth (none included)."""
+    for table in (wage_small.head(300), credit.head(300)):
+        want, got = _autograd_and_written_out_grads(table, dims, torch.float32)
+        for w, g in zip(want, got, strict=True):
+            assert g is not None and g.shape == w.shape and g.dtype == torch.float32
+            assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)
+        # bf16 products: the same gradients within bf16 rounding
+        want, got = _autograd_and_written_out_grads(table, dims, torch.bfloat16)
+        for w, g in zip(want, got, strict=True):
+            assert (g - w).norm() <= 0.1 * w.norm() + 1e-6
+
+
+def test_written_out_step_with_only_categories_or_only_numbers(wage_small):
+    """No alpha value (categories only) and no one-hot block (quantile numbers without nulls)."""
+    cats = wage_small.select(pl.col(pl.String)).head(200)
+    _autograd_and_written_out_grads(cats, (16,), torch.float32)
+    nums = wage_small.select("age", "wage").head(200)
+    gen = TVAEGenerator(**FAST, numerical="quantile").fit(nums)
+    assert gen.layout_.n_blocks == 0 and gen.sample(50, seed=0).height == 50
+
+
+def test_cpu_fit_uses_the_written_out_step_in_the_precision_asked(wage_small, monkeypatch):
+    """A CPU fit takes the written-out step, with bf16 products under the default "auto"
+    where bf16 is fast and fp32 with "float32"; the fp32 step's losses are autograd's."""
+    import synthkit.nn.trainer as trainer_module
+    from synthkit.generators.tabular import tvae_step
+
+    seen: list[torch.dtype] = []
+    original = tvae_step.TVAEStep.__call__
+
+    def spy(self, batch, eps, dtype=torch.float32):
+        seen.append(dtype)
+        return original(self, batch, eps, dtype)
+
+    monkeypatch.setattr(tvae_step.TVAEStep, "__call__", spy)
+    monkeypatch.setattr(trainer_module, "fast_bf16", lambda device: True)
+    assert TVAEConfig().train_precision == "auto"
+    low = TVAEGenerator(**FAST).fit(wage_small)
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    written = TVAEGenerator(**FAST, train_precision="float32").fit(wage_small)
+    assert set(seen) == {torch.float32}
+    monkeypatch.setattr(tvae, "_WRITTEN_OUT", False)
+    seen.clear()
+    plain = TVAEGenerator(**FAST, train_precision="float32").fit(wage_small)
+    assert not seen
+    loss = [[r["loss"] for r in g.fit_report_["training"]["history"]] for g in (written, plain, low)]
+    assert np.allclose(loss[0], loss[1], rtol=1e-4)
+    assert np.allclose(loss[2], loss[1], rtol=0.05) and np.isfinite(loss[2]).all()
+    assert low.sample(100, seed=0).height == 100

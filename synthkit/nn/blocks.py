@@ -143,9 +143,14 @@ class OneHotBlocks:
 
     def _exp_sums(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """exp of every slot less its block's maximum, the blocks' sums of those (each at least
-        1: its maximum's exp(0)), and the maxima."""
+        1: its maximum's exp(0)), and the maxima.
+
+        Shifted logits are floored at :data:`EXP_FLOOR`: below about -88 fp32's exp underflows
+        and PyTorch's CPU kernel falls off its fast path (a hundred times slower per call, which
+        a confident model hits every step); what the floor changes is below 1e-34 of a sum of
+        at least 1."""
         shift = self.block_max(logits)
-        e = torch.exp(logits - self.expand(shift))
+        e = torch.exp((logits - self.expand(shift)).clamp_min_(EXP_FLOOR))
         return e, self.block_sum(e), shift
 
     # --- draws ------------------------------------------------------------------------------
@@ -192,6 +197,9 @@ class OneHotBlocks:
         """The inverse of :meth:`index_to_one_hot`: each block's hot slot, ``(rows, blocks)``."""
         return self._per_block_index(one_hot, lambda v, _: v.argmax(dim=2))
 
+
+#: Floor of shifted logits before ``exp`` (see ``OneHotBlocks._exp_sums``): exp(-80) ≈ 1.8e-35.
+EXP_FLOOR = -80.0
 
 #: Narrow width groups merge into wider ones while the padded slots stay within this many times
 #: the real ones, or this many slots: fewer reductions per call, bounded memory.

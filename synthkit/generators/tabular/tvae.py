@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -41,6 +41,7 @@ from synthkit.generators.neural import (
     run_fingerprint,
     save_encoder,
 )
+from synthkit.generators.tabular.tvae_step import TVAEStep
 from synthkit.nn import (
     StepContext,
     TrainingTask,
@@ -62,6 +63,8 @@ _CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
+#: CPU steps run written out (tvae_step); False forces autograd (tests compare the two).
+_WRITTEN_OUT = True
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -81,6 +84,16 @@ class TVAEConfig(NeuralConfig):
         2.0, gt=0.0, description="Weight of the reconstruction loss against the KL term."
     )
     learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
+    train_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Matrix products of the hidden layers in training: 'auto' (the default) "
+        "uses bf16 on a CPU where bf16 is fast (AMX tiles) and fp32 elsewhere (a CUDA GPU keeps "
+        "its fp32 step under bf16 autocast); 'bfloat16' asks for it on any fast device, "
+        "'float32' never. The output layer, losses, gradients handed to Adam and the weights "
+        "stay fp32; never under dp. Over three seeds bf16 scored at least fp32's quality (wage "
+        "0.876 vs 0.865, credit_data 0.930 vs 0.929, mlc_churn 0.851 vs 0.843) in about 0.9x "
+        "its fit time.",
+    )
 
 
 class TVAEEncoderNet(nn.Module):
@@ -236,6 +249,9 @@ class TVAETrainingTask(TrainingTask):
         self.loss_factor = loss_factor
         params = list(encoder.parameters()) + list(decoder.parameters())
         self.optimizer = adam(params, lr=learning_rate, weight_decay=l2scale)
+        self.written_out = TVAEStep(
+            encoder, decoder, layout.alpha, layout.slots, layout.blocks, loss_factor
+        )
 
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, _DECODER: self.decoder}
@@ -250,7 +266,19 @@ class TVAETrainingTask(TrainingTask):
         return ["encoder", _DECODER], ["adam"]
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """One step on a batch: reparameterised code, reconstruction + KL, sigma clamped."""
+        """One step on a batch: reparameterised code, reconstruction + KL, sigma clamped.
+
+        On a CPU a plain step runs written out (:mod:`.tvae_step`: the same gradients without
+        an autograd graph, products in ``ctx.dtype``); private and CUDA steps use autograd."""
+        if ctx.private is None and ctx.device.type == "cpu" and _WRITTEN_OUT:
+            eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
+                              generator=ctx.generator, device=ctx.device)
+            reconstruction, kl = self.written_out(batch, eps, ctx.dtype)
+            self.optimizer.step()
+            with torch.no_grad():
+                self.decoder.sigma.clamp_(_SIGMA_MIN, _SIGMA_MAX)
+            loss = reconstruction + kl
+            return {"loss": loss, "reconstruction": reconstruction, "kl": kl}
         with ctx.autocast():
             mu, logvar = self.encoder(batch)
             eps = torch.randn(mu.shape, generator=ctx.generator, device=ctx.device)
