@@ -376,3 +376,24 @@ def test_cpu_fit_uses_the_written_out_step_in_the_precision_asked(wage_small, mo
     assert np.allclose(loss[0], loss[1], rtol=1e-4)
     assert np.allclose(loss[2], loss[1], rtol=0.05) and np.isfinite(loss[2]).all()
     assert low.sample(100, seed=0).height == 100
+
+
+def test_compiled_networks_keep_the_autograd_step(wage_small, monkeypatch):
+    """compile=True keeps autograd's step (the written-out one would bypass the compiled
+    forward); the default uses the written-out step."""
+    import synthkit.nn.trainer as trainer_module
+
+    tasks = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(self, task, *args, **kwargs):
+        tasks.append(task)
+        raise Stop
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", capture)
+    for options in ({"compile": True}, {}):
+        with pytest.raises(Stop):
+            TVAEGenerator(**FAST, **options).fit(wage_small)
+    assert [t.use_written_out for t in tasks] == [False, True]

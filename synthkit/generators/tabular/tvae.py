@@ -242,11 +242,15 @@ class TVAETrainingTask(TrainingTask):
         learning_rate: float,
         l2scale: float,
         loss_factor: float,
+        written_out: bool = True,
     ) -> None:
         self.encoder = encoder
         self.decoder = decoder
         self.layout = layout
         self.loss_factor = loss_factor
+        #: plain CPU steps written out (tvae_step); off for compiled networks, whose compiled
+        #: forward only the autograd step calls
+        self.use_written_out = written_out
         params = list(encoder.parameters()) + list(decoder.parameters())
         self.optimizer = adam(params, lr=learning_rate, weight_decay=l2scale)
         self.written_out = TVAEStep(
@@ -270,7 +274,7 @@ class TVAETrainingTask(TrainingTask):
 
         On a CPU a plain step runs written out (:mod:`.tvae_step`: the same gradients without
         an autograd graph, products in ``ctx.dtype``); private and CUDA steps use autograd."""
-        if ctx.private is None and ctx.device.type == "cpu" and _WRITTEN_OUT:
+        if ctx.private is None and ctx.device.type == "cpu" and self.use_written_out and _WRITTEN_OUT:
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
             reconstruction, kl = self.written_out(batch, eps, ctx.dtype)
@@ -376,6 +380,7 @@ class TVAEGenerator(Generator):
             learning_rate=cfg.learning_rate,
             l2scale=cfg.l2scale,
             loss_factor=cfg.loss_factor,
+            written_out=not cfg.compile,
         )
         result = trainer.fit(
             task, matrix, resume=resume,
