@@ -253,7 +253,7 @@ class TVAETrainingTask(TrainingTask):
         self.use_written_out = written_out
         params = list(encoder.parameters()) + list(decoder.parameters())
         self.optimizer = adam(params, lr=learning_rate, weight_decay=l2scale)
-        self.written_out = TVAEStep(
+        self.written_step = TVAEStep(
             encoder, decoder, layout.alpha, layout.slots, layout.blocks, loss_factor
         )
 
@@ -277,7 +277,7 @@ class TVAETrainingTask(TrainingTask):
         if ctx.private is None and ctx.device.type == "cpu" and self.use_written_out and _WRITTEN_OUT:
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
-            reconstruction, kl = self.written_out(batch, eps, ctx.dtype)
+            reconstruction, kl = self.written_step(batch, eps, ctx.dtype)
             self.optimizer.step()
             with torch.no_grad():
                 self.decoder.sigma.clamp_(_SIGMA_MIN, _SIGMA_MAX)
