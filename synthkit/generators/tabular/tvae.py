@@ -273,8 +273,11 @@ class TVAETrainingTask(TrainingTask):
         """One step on a batch: reparameterised code, reconstruction + KL, sigma clamped.
 
         On a CPU a plain step runs written out (:mod:`.tvae_step`: the same gradients without
-        an autograd graph, products in ``ctx.dtype``); private and CUDA steps use autograd."""
-        if ctx.private is None and ctx.device.type == "cpu" and self.use_written_out and _WRITTEN_OUT:
+        an autograd graph, products in ``ctx.dtype``); private and CUDA steps use autograd, as
+        do networks the Trainer wrapped (DDP replicas all-reduce their gradients in autograd's
+        backward pass)."""
+        plain = self.encoder is self.written_step.encoder and self.decoder is self.written_step.decoder
+        if ctx.private is None and ctx.device.type == "cpu" and plain and self.use_written_out and _WRITTEN_OUT:
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
             reconstruction, kl = self.written_step(batch, eps, ctx.dtype)
