@@ -88,19 +88,46 @@ def test_save_load_same_rows_and_state_files(fitted, tmp_path):
 
 
 def test_sampling_activation_is_tanh_plus_learned_noise_in_place(fitted):
-    """Sampling turns alpha outputs into tanh + sigma * N(0, 1) in place and leaves the one-hot
-    logits as they are, whatever the layout of the raw outputs."""
+    """Sampling turns alpha outputs into tanh + sigma * N(0, 1) in place, whatever the layout of
+    the raw outputs; one-hot logits get standard Gumbel noise (decoding's argmax then draws from
+    each block's softmax), or stay as they are with argmax decoding."""
     layout, sigma = fitted.layout_, fitted.decoder_.sigma.detach()
-    assert layout.n_alpha > 0
+    assert layout.n_alpha > 0 and layout.slot_runs
+    assert sum(b - a for a, b in layout.slot_runs) == layout.slots.numel()
     raw = torch.randn(layout.width, 500).t()  # column-major, as the bf16 sampler returns
     for out in (raw, raw.contiguous()):
-        before = out.clone()
-        got = layout.activate_(out, sigma, torch.Generator().manual_seed(3))
-        assert got is out
-        noise = torch.randn((layout.n_alpha, 500), generator=torch.Generator().manual_seed(3))
-        want = torch.tanh(before[:, layout.alpha]) + noise.t() * sigma
-        assert torch.allclose(got[:, layout.alpha], want, atol=1e-6)
-        assert torch.equal(got[:, layout.slots], before[:, layout.slots])
+        for sample in (True, False):
+            before = out.clone()
+            got = layout.activate_(out, sigma, torch.Generator().manual_seed(3), sample=sample)
+            assert got is out
+            gen = torch.Generator().manual_seed(3)
+            noise = torch.randn((layout.n_alpha, 500), generator=gen)
+            want = torch.tanh(before[:, layout.alpha]) + noise.t() * sigma
+            assert torch.allclose(got[:, layout.alpha], want, atol=1e-6)
+            if not sample:
+                assert torch.equal(got[:, layout.slots], before[:, layout.slots])
+                continue
+            u = torch.rand((layout.slots.numel(), 500), generator=gen)
+            gumbel = -torch.log(-torch.log(u))
+            assert torch.allclose(got[:, layout.slots], before[:, layout.slots] + gumbel.t(), atol=1e-5)
+            out.copy_(before)
+
+
+def test_sampled_decoding_draws_categories_in_their_learned_shares(wage_small):
+    """The default decoding draws each block from the decoder's softmax: a category's share in
+    a large sample follows the data (argmax decoding piles rows on the likeliest ones)."""
+    gen = TVAEGenerator(**FAST).fit(wage_small)
+    assert gen.config.decoding == "sample"
+    real = wage_small["education"].value_counts(normalize=True).sort("education")
+    shares = {}
+    for decoding in ("sample", "argmax"):
+        gen.config = gen.config.model_copy(update={"decoding": decoding})
+        fake = gen.sample(20_000, seed=1)["education"].value_counts(normalize=True)
+        joined = real.join(fake, on="education", how="left", suffix="_fake").fill_null(0.0)
+        shares[decoding] = float((joined["proportion"] - joined["proportion_fake"]).abs().sum() / 2)
+    assert shares["sample"] < shares["argmax"]
+    with pytest.raises(ConfigError, match="decoding"):
+        TVAEGenerator(decoding="mode")
 
 
 def test_sample_in_chunks(fitted, monkeypatch):
