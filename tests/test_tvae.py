@@ -89,11 +89,15 @@ def test_save_load_same_rows_and_state_files(fitted, tmp_path):
 
 def test_sampling_activation_is_tanh_plus_learned_noise_in_place(fitted):
     """Sampling turns alpha outputs into tanh + sigma * N(0, 1) in place, whatever the layout of
-    the raw outputs; one-hot logits get standard Gumbel noise (decoding's argmax then draws from
-    each block's softmax), or stay as they are with argmax decoding."""
+    the raw outputs; category and null-flag logits get standard Gumbel noise (decoding's argmax
+    then draws from each block's softmax), or stay as they are with argmax decoding; mode
+    logits stay as they are."""
     layout, sigma = fitted.layout_, fitted.decoder_.sigma.detach()
-    assert layout.n_alpha > 0 and layout.slot_runs
-    assert sum(b - a for a, b in layout.slot_runs) == layout.slots.numel()
+    drawn = torch.tensor([p for a, b in layout.drawn_runs for p in range(a, b)])
+    modes = [b for b in fitted.encoder_.blocks if b.role == "mode"]
+    assert layout.n_alpha > 0 and modes and 0 < drawn.numel() < layout.slots.numel()
+    assert not {p for b in modes for p in range(b.start, b.start + b.width)} & set(drawn.tolist())
+    kept = torch.tensor(sorted(set(layout.slots.tolist()) - set(drawn.tolist())))
     raw = torch.randn(layout.width, 500).t()  # column-major, as the bf16 sampler returns
     for out in (raw, raw.contiguous()):
         for sample in (True, False):
@@ -107,9 +111,10 @@ def test_sampling_activation_is_tanh_plus_learned_noise_in_place(fitted):
             if not sample:
                 assert torch.equal(got[:, layout.slots], before[:, layout.slots])
                 continue
-            u = torch.rand((layout.slots.numel(), 500), generator=gen)
+            u = torch.rand((drawn.numel(), 500), generator=gen)
             gumbel = -torch.log(-torch.log(u))
-            assert torch.allclose(got[:, layout.slots], before[:, layout.slots] + gumbel.t(), atol=1e-5)
+            assert torch.allclose(got[:, drawn], before[:, drawn] + gumbel.t(), atol=1e-5)
+            assert torch.equal(got[:, kept], before[:, kept])
             out.copy_(before)
 
 

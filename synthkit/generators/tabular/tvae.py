@@ -86,12 +86,13 @@ class TVAEConfig(NeuralConfig):
     learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
     decoding: Literal["sample", "argmax"] = Field(
         "sample",
-        description="How sampling turns the decoder's one-hot outputs (categories, modes, nulls) "
-        "into values: 'sample' (the default) draws each from the decoder's softmax, as the "
-        "Gaussian noise already draws alpha values; 'argmax' takes the most likely slot, as the "
-        "TVAE paper and SDV do. Over three seeds against argmax, SDMetrics quality: wage 0.949 "
-        "vs 0.866, mlc_churn 0.933 vs 0.851, credit_data 0.925 vs 0.926 (argmax concentrates "
-        "categories on their most frequent values).",
+        description="How sampling turns the decoder's category and null-flag outputs into "
+        "values: 'sample' (the default) draws each from the decoder's softmax, as the Gaussian "
+        "noise already draws numbers within their mode; 'argmax' takes the most likely slot, as "
+        "the TVAE paper and SDV do (it piles rows on each column's likeliest categories). "
+        "Modes of numerical columns take the argmax either way (drawn independently per column "
+        "they break correlations between numbers). SDMetrics quality against argmax: wage "
+        "0.937 vs 0.864, mlc_churn 0.925 vs 0.853 (two seeds), diamonds 0.934 vs 0.925 (one).",
     )
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
@@ -159,8 +160,9 @@ class _Layout:
     slot_mask: torch.Tensor  # (width,) 1.0 at one-hot positions, 0.0 at alpha values
     blocks: OneHotBlocks
     n_blocks: int
-    #: maximal runs of consecutive one-hot positions, as (start, end) in the encoded row
-    slot_runs: tuple[tuple[int, int], ...] = ()
+    #: maximal runs of consecutive positions of the blocks sampling draws from (categories
+    #: and null flags; not the modes of numbers), as (start, end) in the encoded row
+    drawn_runs: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(cls, blocks: list[OutputBlock], width: int, device: torch.device) -> _Layout:
@@ -176,7 +178,8 @@ class _Layout:
             slot_mask=mask.to(device),
             blocks=OneHotBlocks([b.width for b in softmax], device),
             n_blocks=len(softmax),
-            slot_runs=_runs(slots),
+            drawn_runs=_runs([p for b in softmax if b.role != "mode"
+                              for p in range(b.start, b.start + b.width)]),
         )
 
     @property
@@ -189,9 +192,11 @@ class _Layout:
     ) -> torch.Tensor:
         """``raw`` (rows × width) turned in place into what ``inverse_transform`` reads: a draw
         from the decoder's distribution of each row. Alpha values: tanh + standard normal noise ·
-        sigma. One-hot blocks (categories, modes, nulls): logits plus standard Gumbel noise, so
-        decoding's argmax of a block is a draw from the block's softmax; with ``sample=False``
-        the logits stay as they are (argmax decoding, the paper's and SDV's). Works
+        sigma. Category and null-flag blocks: logits plus standard Gumbel noise, so decoding's
+        argmax of a block is a draw from the block's softmax; with ``sample=False`` they stay as
+        they are (argmax decoding, the paper's and SDV's). Mode blocks keep their argmax: a mode
+        drawn for each numerical column independently breaks correlations between them (on
+        diamonds x, y and z: column pair trends 0.91 -> 0.85). Works
         feature-major: the rows of ``raw.t()`` are contiguous for a column-major ``raw`` (as the
         bf16 sampler returns)."""
         raw_t = raw.t()
@@ -201,12 +206,12 @@ class _Layout:
             )
             alpha = raw_t.index_select(0, self.alpha).tanh_().addcmul_(noise, sigma[:, None])
             raw_t.index_copy_(0, self.alpha, alpha)
-        if sample and self.slot_runs:
-            n_slots = int(self.slots.numel())
+        if sample and self.drawn_runs:
+            n_slots = sum(end - start for start, end in self.drawn_runs)
             u = torch.rand((n_slots, raw.shape[0]), generator=generator, device=raw.device)
             gumbel = u.clamp_min_(torch.finfo(u.dtype).tiny).log_().neg_().log_().neg_()
             at = 0
-            for start, end in self.slot_runs:
+            for start, end in self.drawn_runs:
                 raw_t[start:end].add_(gumbel[at : at + end - start])
                 at += end - start
         return raw
