@@ -21,26 +21,10 @@ steps on a CPU; private and CUDA steps keep autograd (Opacus' hooks, autocast).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synthkit.nn.blocks import OneHotBlocks
-from synthkit.nn.precision import fused_linear_relu
-
-
-def _linear_relu(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, fused: bool) -> torch.Tensor:
-    """ReLU(h Wᵀ + b), as one oneDNN kernel where ``fused`` (bf16 on a CPU that has it)."""
-    if fused:
-        return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "relu", [None], "")
-    return F.linear(h, weight, bias).relu_()
-
-
-def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, fused: bool) -> torch.Tensor:
-    """h Wᵀ + b; by oneDNN's kernel where ``fused`` (PyTorch's bf16 addmm with a bias is about
-    twice as slow on a CPU)."""
-    if fused:
-        return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "none", [], "")
-    return F.linear(h, weight, bias)
+from synthkit.nn.precision import fused_linear_relu, linear
 
 
 def _linears(stack: nn.Module) -> list[nn.Linear]:
@@ -93,12 +77,12 @@ class TVAEStep:
         fused = fused_linear_relu(h)  # bf16 on a CPU with the fused kernel
         for weight, bias in enc_w:
             inputs.append(h)
-            h = _linear_relu(h, weight, bias, fused)
+            h = linear(h, weight, bias, fused=fused, relu=True)
         inputs.append(h)
         # two heads, two products: contiguous results (elementwise ops on a column slice of
         # one product run several times slower)
-        mu = _linear(h, mu_w, self.mu.bias.to(dtype), fused).float()
-        logvar = _linear(h, lv_w, self.logvar.bias.to(dtype), fused).float()
+        mu = linear(h, mu_w, self.mu.bias.to(dtype), fused=fused).float()
+        logvar = linear(h, lv_w, self.logvar.bias.to(dtype), fused=fused).float()
         std = logvar.mul(0.5).exp_()
         z = torch.addcmul(mu, eps, std)
 
@@ -107,7 +91,7 @@ class TVAEStep:
         h = z.to(dtype)
         for weight, bias in dec_w:
             inputs.append(h)
-            h = _linear_relu(h, weight, bias, fused)
+            h = linear(h, weight, bias, fused=fused, relu=True)
         last = h.float() if low else h
         out_w = self.out.weight.index_select(0, self.order)
         raw = torch.addmm(self.out.bias.index_select(0, self.order), last, out_w.t())
