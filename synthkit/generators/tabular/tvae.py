@@ -91,8 +91,10 @@ class TVAEConfig(NeuralConfig):
         "noise already draws numbers within their mode; 'argmax' takes the most likely slot, as "
         "the TVAE paper and SDV do (it piles rows on each column's likeliest categories). "
         "Modes of numerical columns take the argmax either way (drawn independently per column "
-        "they break correlations between numbers). SDMetrics quality against argmax: wage "
-        "0.937 vs 0.864, mlc_churn 0.925 vs 0.853 (two seeds), diamonds 0.934 vs 0.925 (one).",
+        "they break correlations between numbers). SDMetrics quality over three seeds against "
+        "argmax: wage 0.947 vs 0.866, credit_data 0.940 vs 0.926, mlc_churn 0.927 vs 0.851, "
+        "diamonds 0.927 vs 0.921; sampling draws a uniform per category slot (about 0.8x the "
+        "rows per second).",
     )
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
