@@ -198,6 +198,15 @@ class OneHotBlocks:
         return self._per_block_index(one_hot, lambda v, _: v.argmax(dim=2))
 
 
+def gumbel_noise(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str
+) -> torch.Tensor:
+    """Standard Gumbel noise, ``-log(-log(u))`` of uniforms clamped away from 0 and 1: added to
+    logits, a block's argmax becomes a draw from its softmax (the Gumbel-max trick)."""
+    u = torch.rand(shape, generator=generator, device=device)
+    return u.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()
+
+
 #: Floor of shifted logits before ``exp`` (see ``OneHotBlocks._exp_sums``): exp(-80) ≈ 1.8e-35.
 EXP_FLOOR = -80.0
 

@@ -76,7 +76,7 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.blocks import OneHotBlocks, gumbel_noise
 from synthkit.nn.precision import linear_split_t, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
@@ -501,8 +501,7 @@ def _gumbel(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tens
     transpose of a contiguous matrix (the column-major outputs of a bf16 sampling pass)."""
     if like.dim() == 2 and like.t().is_contiguous() and not like.is_contiguous():
         return _gumbel(like.t(), generator).t()
-    u = torch.rand(like.shape, generator=generator, device=like.device)
-    return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+    return gumbel_noise(tuple(like.shape), generator, like.device)
 
 
 # --- the training task ---------------------------------------------------------------------------

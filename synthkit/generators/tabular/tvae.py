@@ -50,7 +50,7 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.blocks import OneHotBlocks, gumbel_noise
 from synthkit.nn.precision import mlp_no_grad, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
@@ -63,8 +63,6 @@ _CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
-#: CPU steps run written out (tvae_step); False forces autograd (tests compare the two).
-_WRITTEN_OUT = True
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -210,8 +208,7 @@ class _Layout:
             raw_t.index_copy_(0, self.alpha, alpha)
         if sample and self.drawn_runs:
             n_slots = sum(end - start for start, end in self.drawn_runs)
-            u = torch.rand((n_slots, raw.shape[0]), generator=generator, device=raw.device)
-            gumbel = u.clamp_min_(torch.finfo(u.dtype).tiny).log_().neg_().log_().neg_()
+            gumbel = gumbel_noise((n_slots, raw.shape[0]), generator, raw.device)
             at = 0
             for start, end in self.drawn_runs:
                 raw_t[start:end].add_(gumbel[at : at + end - start])
@@ -319,7 +316,7 @@ class TVAETrainingTask(TrainingTask):
         do networks the Trainer wrapped (DDP replicas all-reduce their gradients in autograd's
         backward pass)."""
         plain = self.encoder is self.written_step.encoder and self.decoder is self.written_step.decoder
-        if ctx.private is None and ctx.device.type == "cpu" and plain and self.use_written_out and _WRITTEN_OUT:
+        if ctx.private is None and ctx.device.type == "cpu" and plain and self.use_written_out:
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
             reconstruction, kl = self.written_step(batch, eps, ctx.dtype)

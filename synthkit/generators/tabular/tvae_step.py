@@ -14,8 +14,9 @@ gradients here are autograd's (a test compares them), computed in a fixed order:
   where bf16 is fast; the output layer, whose alpha values meet noise scales down to 0.01,
   stays in fp32, as do the loss, the gradients handed to Adam and the weights.
 
-Used by :class:`~synthkit.generators.tabular.tvae.TVAETrainingTask` for plain (non-private)
-steps on a CPU; private and CUDA steps keep autograd (Opacus' hooks, autocast).
+Used by :class:`~synthkit.generators.tabular.tvae.TVAETrainingTask` for plain steps on a CPU;
+private, CUDA, DDP and compiled runs keep autograd (Opacus' hooks, autocast, DDP's all-reduce,
+the compiled forward).
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ class TVAEStep:
         return the (weighted) reconstruction loss and the KL term, as autograd's step would."""
         rows = batch.shape[0]
         scale = self.loss_factor / rows
-        low = dtype != torch.float32
         sigma = self.decoder.sigma
 
         # --- encoder -----------------------------------------------------------------------
@@ -92,7 +92,7 @@ class TVAEStep:
         for weight, bias in dec_w:
             inputs.append(h)
             h = linear(h, weight, bias, fused=fused, relu=True)
-        last = h.float() if low else h
+        last = h.float()  # the output layer runs in fp32 (a no-op cast in an fp32 step)
         out_w = self.out.weight.index_select(0, self.order)
         raw = torch.addmm(self.out.bias.index_select(0, self.order), last, out_w.t())
         target = batch.index_select(1, self.order)
