@@ -91,3 +91,20 @@ def test_blocks_far_apart_stay_finite():
     lse.sum().backward()
     assert torch.isfinite(logits.grad).all()
     torch.testing.assert_close(logits.grad.sum(), torch.tensor(2.0))  # each block's softmax sums to 1
+
+
+def test_cpu_shift_is_the_row_maximum_when_blocks_are_close_else_each_blocks_own():
+    """On a CPU one row-wide maximum shifts every block while that keeps each block's sum
+    large (blocks within ~40 of each other); rows with a block far below fall back to per-block
+    maxima. Both give torch's per-block results."""
+    blocks = OneHotBlocks(WIDTHS)
+    close = torch.randn(5, sum(WIDTHS), generator=_gen(4)) * 8
+    e, sums, shift = blocks._exp_sums(close)
+    assert torch.equal(shift, close.amax(1, keepdim=True).expand(-1, len(WIDTHS)))
+    torch.testing.assert_close(torch.log(sums) + shift, _reference(close, WIDTHS, "lse"))
+    far = close.clone()
+    far[2, : WIDTHS[0]] -= 500.0  # one block of one row far below the rest
+    e, sums, shift = blocks._exp_sums(far)
+    assert torch.equal(shift, blocks.block_max(far))
+    torch.testing.assert_close(torch.log(sums) + shift, _reference(far, WIDTHS, "lse"))
+    torch.testing.assert_close(blocks.softmax(far), _reference(far, WIDTHS, "softmax"))

@@ -169,6 +169,50 @@ def test_sample_chunks_are_bounded_column_major_and_in_order():
     assert list(sample_chunks(0, cpu, generate)) == []
 
 
+def test_sample_chunks_finish_runs_in_place_on_the_block_and_widens_bf16():
+    """``finish`` sees each pass's rows as fp32 (a bf16 pass widened by the copy into the block)
+    and its in-place work is what decoding gets, as if it had run on the pass itself."""
+    from synthkit.nn.precision import sample_chunk_rows, sample_chunks
+
+    cpu = torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    passes: list[torch.Tensor] = []
+    seen: list[tuple[torch.dtype, int]] = []
+
+    def generate(k: int) -> torch.Tensor:
+        out = torch.randn(k, 5, generator=gen).to(torch.bfloat16)
+        passes.append(out.float())
+        return out
+
+    def finish(rows: torch.Tensor) -> torch.Tensor:
+        seen.append((rows.dtype, rows.shape[0]))
+        rows[:, 1].tanh_()
+        rows[:, 3].mul_(2.0)
+        return rows
+
+    n = sample_chunk_rows(cpu) + 300
+    (block,) = list(sample_chunks(n, cpu, generate, finish))
+    expected = torch.cat(passes)
+    expected[:, 1].tanh_()
+    expected[:, 3].mul_(2.0)
+    assert seen == [(torch.float32, sample_chunk_rows(cpu)), (torch.float32, 300)]
+    assert block.flags.f_contiguous and block.dtype == np.float32
+    assert np.array_equal(block, expected.numpy())
+
+
+def test_mlp_output_stays_in_its_dtype_only_when_asked():
+    from synthkit.nn.precision import mlp_no_grad
+
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    x = torch.randn(10, 6)
+    with torch.no_grad():
+        low = mlp_no_grad(net, x, torch.bfloat16, widen=False)
+        wide = mlp_no_grad(net, x, torch.bfloat16)
+        exact = mlp_no_grad(net, x, torch.bfloat16, torch.tensor([0]), widen=False)
+    assert low.dtype == torch.bfloat16 and wide.dtype == exact.dtype == torch.float32
+    assert torch.equal(low.float(), wide)
+
+
 def _denormals_flushed() -> bool:
     return float(torch.tensor([1e-39], dtype=torch.float32) * 1.0) == 0.0
 

@@ -74,12 +74,18 @@ DECODE_ROWS = 16_384
 
 
 def sample_chunks(
-    n: int, device: torch.device, generate: Callable[[int], torch.Tensor]
+    n: int,
+    device: torch.device,
+    generate: Callable[[int], torch.Tensor],
+    finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[np.ndarray]:
     """``n`` generated rows as column-major float32 blocks of up to :data:`DECODE_ROWS` rows
     (each column contiguous): ``generate(k)`` is called for passes of
-    :func:`sample_chunk_rows` rows and returns a (k, width) tensor on any device, in any layout.
-    Memory stays bounded for any ``n``."""
+    :func:`sample_chunk_rows` rows and returns a (k, width) tensor on any device, in any layout
+    and float dtype. ``finish`` (optional) turns a pass's fp32 rows in place into what decoding
+    reads: on a CPU it runs on the pass's slice of the block, so a bf16 pass is widened to fp32
+    by the one copy into the block (no separate cast, no second copy); elsewhere on the device
+    before the copy. Memory stays bounded for any ``n``."""
     per_pass = sample_chunk_rows(device)
     per_block = max(per_pass, DECODE_ROWS)
     for start in range(0, n, per_block):
@@ -88,9 +94,14 @@ def sample_chunks(
         for done in range(0, rows, per_pass):
             with flush_denormals():
                 out = generate(min(per_pass, rows - done))
-            if block is None:  # (width, rows): its transpose is the column-major block
-                block = torch.empty((out.shape[1], rows), dtype=torch.float32)
-            block[:, done : done + out.shape[0]].copy_(out.t())
+                if finish is not None and out.device.type != "cpu":
+                    out = finish(out.float())
+                if block is None:  # (width, rows): its transpose is the column-major block
+                    block = torch.empty((out.shape[1], rows), dtype=torch.float32)
+                dest = block[:, done : done + out.shape[0]]
+                dest.copy_(out.t())
+                if finish is not None and out.device.type == "cpu":
+                    finish(dest.t())
         assert block is not None
         yield block.numpy().T
 
@@ -103,28 +114,39 @@ def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | 
     return linear_split_t(layer, h.t(), exact)
 
 
-def linear_split_t(layer: torch.nn.Linear, h_t: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
+def linear_split_t(
+    layer: torch.nn.Linear, h_t: torch.Tensor, exact: torch.Tensor | None, *, widen: bool = True
+) -> torch.Tensor:
     """:func:`linear_split` of a transposed input ``h_t`` (features × rows, contiguous or a
-    transposed view of a contiguous matrix): fp32 rows × outputs, column-major (the transpose
-    of a contiguous outputs × rows matrix)."""
+    transposed view of a contiguous matrix): rows × outputs, column-major (the transpose of a
+    contiguous outputs × rows matrix), fp32 unless ``widen=False`` and no column is ``exact``
+    (then in ``h_t``'s dtype, for a caller that widens it while copying it elsewhere)."""
     bias = layer.bias
     weight = layer.weight.to(h_t.dtype)
     out_t = torch.mm(weight, h_t) if bias is None else torch.addmm(bias.to(h_t.dtype)[:, None], weight, h_t)
-    out_t = out_t.float()
     if exact is not None and exact.numel():
+        out_t = out_t.float()
         w = layer.weight.index_select(0, exact)
         exact_t = torch.mm(w, h_t.float()) if bias is None else torch.addmm(
             bias.index_select(0, exact)[:, None], w, h_t.float())
         out_t.index_copy_(0, exact, exact_t)
+    elif widen:
+        out_t = out_t.float()
     return out_t.t()
 
 
 def mlp_no_grad(
-    layers: torch.nn.Sequential, x: torch.Tensor, dtype: torch.dtype, exact: torch.Tensor | None = None
+    layers: torch.nn.Sequential,
+    x: torch.Tensor,
+    dtype: torch.dtype,
+    exact: torch.Tensor | None = None,
+    *,
+    widen: bool = True,
 ) -> torch.Tensor:
     """Run a Linear/ReLU stack whose last layer is a Linear: the hidden layers in ``dtype``, the
-    last one by :func:`linear_split` (``exact`` columns in fp32). Equal to ``layers(x)`` when
-    ``dtype`` is fp32."""
+    last one by :func:`linear_split` (``exact`` columns in fp32; with ``widen=False`` and no
+    ``exact`` columns the output stays in ``dtype``). Equal to ``layers(x)`` when ``dtype`` is
+    fp32."""
     if dtype == torch.float32:
         return layers(x)
     *hidden, last = list(layers.children())
@@ -149,7 +171,7 @@ def mlp_no_grad(
         else:
             h = layer(h)
         i += 1
-    return linear_split(last, h, exact)
+    return linear_split_t(last, h.t(), exact, widen=widen)
 
 
 def linear(

@@ -51,6 +51,7 @@ from synthkit.nn import (
     seeded,
 )
 from synthkit.nn.blocks import OneHotBlocks, gumbel_noise
+from synthkit.nn.optim import adam_step
 from synthkit.nn.precision import mlp_no_grad, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
@@ -320,7 +321,7 @@ class TVAETrainingTask(TrainingTask):
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
             reconstruction, kl = self.written_step(batch, eps, ctx.dtype)
-            self.optimizer.step()
+            adam_step(self.optimizer)
             with torch.no_grad():
                 self.decoder.sigma.clamp_(_SIGMA_MIN, _SIGMA_MAX)
             loss = reconstruction + kl
@@ -456,12 +457,19 @@ class TVAEGenerator(Generator):
 
         def generate(m: int) -> torch.Tensor:
             z = torch.randn((m, dim), generator=gen, device=device)
-            raw = mlp_no_grad(self.decoder_.seq, z, dtype, self.layout_.alpha)
+            # every output column in ``dtype`` (no fp32 pass for alpha values, as CTGAN needs):
+            # the noise activate_ adds to alpha values (sigma >= 0.01) is three times the
+            # widest step of bf16's grid after tanh (r·sech²(r)·2⁻⁷ <= 0.0035), which smooths
+            # the grid away (ripple ~exp(-2π²σ²/step²)); the shift is at most half a step.
+            # Left in ``dtype``: sample_chunks widens it while copying it into its block.
+            return mlp_no_grad(self.decoder_.seq, z, dtype, widen=False)
+
+        def finish(raw: torch.Tensor) -> torch.Tensor:
             return self.layout_.activate_(raw, sigma, gen, sample=sample)
 
         with torch.no_grad():  # bounded memory for any n
             frames = [self.encoder_.inverse_transform(block, rng=rng)
-                      for block in sample_chunks(n, device, generate)]
+                      for block in sample_chunks(n, device, generate, finish)]
         return pl.concat(frames, how="vertical")
 
     # --- state -------------------------------------------------------------------------------
