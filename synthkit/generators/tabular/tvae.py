@@ -16,6 +16,7 @@ sampling needs (the decoder, its sigmas and the table encoding) is saved.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -162,7 +163,8 @@ class _Layout:
     blocks: OneHotBlocks
     n_blocks: int
     #: maximal runs of consecutive positions of the blocks sampling draws from (categories
-    #: and null flags; not the modes of numbers), as (start, end) in the encoded row
+    #: and null flags of two or more slots; not the modes of numbers), as (start, end) in the
+    #: encoded row
     drawn_runs: tuple[tuple[int, int], ...] = ()
 
     @classmethod
@@ -179,7 +181,7 @@ class _Layout:
             slot_mask=mask.to(device),
             blocks=OneHotBlocks([b.width for b in softmax], device),
             n_blocks=len(softmax),
-            drawn_runs=_runs([p for b in softmax if b.role != "mode"
+            drawn_runs=_runs([p for b in softmax if b.role != "mode" and b.width > 1
                               for p in range(b.start, b.start + b.width)]),
         )
 
@@ -454,6 +456,8 @@ class TVAEGenerator(Generator):
         dim = self.decoder_.embedding_dim
         dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
         sample = self.config.decoding == "sample"
+        # the decoder's weights cast once per call, not once per pass
+        decoder = copy.deepcopy(self.decoder_.seq).to(dtype) if dtype != torch.float32 else self.decoder_.seq
 
         def generate(m: int) -> torch.Tensor:
             z = torch.randn((m, dim), generator=gen, device=device)
@@ -462,7 +466,7 @@ class TVAEGenerator(Generator):
             # widest step of bf16's grid after tanh (r·sech²(r)·2⁻⁷ <= 0.0035), which smooths
             # the grid away (ripple ~exp(-2π²σ²/step²)); the shift is at most half a step.
             # Left in ``dtype``: sample_chunks widens it while copying it into its block.
-            return mlp_no_grad(self.decoder_.seq, z, dtype, widen=False)
+            return mlp_no_grad(decoder, z, dtype, widen=False)
 
         def finish(raw: torch.Tensor) -> torch.Tensor:
             return self.layout_.activate_(raw, sigma, gen, sample=sample)
