@@ -117,6 +117,38 @@ def test_constant_and_tiny_columns_work(x):
     np.testing.assert_allclose(norm_.inverse(alpha, mode)[present], x[present])
 
 
+def test_outliers_get_modes_of_their_own_and_populous_modes_stay_narrow():
+    """diamonds' y: real widths 3.7-10.5 mm beside data errors of 0, 31.8 and 58.9. Every value
+    is still represented without clipping, the far ones by small modes of their own: no mode
+    holding a real share of the rows is stretched to reach 58.9 (that magnified a network's
+    small alpha errors into 3% of TVAE's rows far outside the real range)."""
+    y = _rdata("ggplot2", "diamonds", "y")
+    norm_ = ModeNormalizer(seed=0).fit(y)
+    alpha, mode = norm_.transform(y, rng=np.random.default_rng(0))
+    assert (np.abs(alpha) < 0.99 + 1e-12).all()
+    np.testing.assert_allclose(norm_.inverse(alpha, mode), y, atol=1e-9)
+    populous = norm_.weights > 0.01
+    assert norm_.stds[populous].max() < 1.0  # each real mode a fraction of a millimetre wide
+    for value in (31.8, 58.9):  # far out: a mode of their own
+        assert norm_.weights[mode[y == value]].max() < 0.001
+    # the zeros lie within three stds of a small mode (0.5% of the rows): it is widened to them
+    assert norm_.weights[mode[y == 0.0]].max() < 0.01
+    np.testing.assert_allclose(norm_.weights.sum(), 1.0)
+    assert np.all(np.diff(norm_.means) >= 0)
+
+
+def test_many_scattered_outliers_share_a_bounded_number_of_modes():
+    rng = np.random.default_rng(3)
+    # 20 outliers (0.4% of the rows: under the mixture's weight threshold) scattered to 5,000
+    x = np.concatenate([rng.normal(0.0, 1.0, 5_000), rng.uniform(50, 5_000, 20)])
+    norm_ = ModeNormalizer(max_modes=3, seed=0).fit(x)
+    assert 3 <= norm_.n_modes <= 3 + 4
+    alpha, mode = norm_.transform(x, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(norm_.inverse(alpha, mode), x, rtol=1e-9, atol=1e-9)
+    # the bulk's mode is the mixture's (stretched to reach 5,000 it would be ~1,260 wide)
+    assert norm_.stds[norm_.weights > 0.2].max() < 10.0
+
+
 def test_fit_uses_a_bounded_subsample():
     x = _mixture()
     small = ModeNormalizer(max_fit_rows=500, seed=0).fit(x)
