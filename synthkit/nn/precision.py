@@ -106,21 +106,14 @@ def sample_chunks(
         yield block.numpy().T
 
 
-def linear_split(layer: torch.nn.Linear, h: torch.Tensor, exact: torch.Tensor | None) -> torch.Tensor:
-    """``layer(h)`` as fp32 for a reduced-precision ``h``: the output columns in ``exact`` are
-    computed in fp32, the others in ``h``'s dtype and cast up."""
-    if h.dtype == torch.float32:
-        return layer(h)
-    return linear_split_t(layer, h.t(), exact)
-
-
 def linear_split_t(
     layer: torch.nn.Linear, h_t: torch.Tensor, exact: torch.Tensor | None, *, widen: bool = True
 ) -> torch.Tensor:
-    """:func:`linear_split` of a transposed input ``h_t`` (features × rows, contiguous or a
-    transposed view of a contiguous matrix): rows × outputs, column-major (the transpose of a
-    contiguous outputs × rows matrix), fp32 unless ``widen=False`` and no column is ``exact``
-    (then in ``h_t``'s dtype, for a caller that widens it while copying it elsewhere)."""
+    """``layer`` on a reduced-precision input given transposed, ``h_t`` (features × rows,
+    contiguous or a transposed view of a contiguous matrix): the output columns in ``exact``
+    computed in fp32, the others in ``h_t``'s dtype. Returns rows × outputs, column-major (the
+    transpose of a contiguous outputs × rows matrix), fp32 unless ``widen=False`` and no column
+    is ``exact`` (then in ``h_t``'s dtype, for a caller that widens it while copying it)."""
     bias = layer.bias
     weight = layer.weight.to(h_t.dtype)
     out_t = torch.mm(weight, h_t) if bias is None else torch.addmm(bias.to(h_t.dtype)[:, None], weight, h_t)
@@ -144,7 +137,7 @@ def mlp_no_grad(
     widen: bool = True,
 ) -> torch.Tensor:
     """Run a Linear/ReLU stack whose last layer is a Linear: the hidden layers in ``dtype``, the
-    last one by :func:`linear_split` (``exact`` columns in fp32; with ``widen=False`` and no
+    last one by :func:`linear_split_t` (``exact`` columns in fp32; with ``widen=False`` and no
     ``exact`` columns the output stays in ``dtype``). Equal to ``layers(x)`` when ``dtype`` is
     fp32."""
     if dtype == torch.float32:
