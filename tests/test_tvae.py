@@ -19,6 +19,7 @@ from synthkit.generators.tabular.tvae import (
     TVAEGenerator,
     TVAETrainingTask,
 )
+from synthkit.nn.draws import gumbel_draws, normal_draws
 from synthkit.testing import check_generator
 
 #: Few epochs, small batches: every test here fits in about a second on a CPU.
@@ -88,7 +89,7 @@ def test_save_load_same_rows_and_state_files(fitted, tmp_path):
 
 
 def test_sampling_activation_is_tanh_plus_learned_noise_in_place(fitted):
-    """Sampling turns alpha outputs into tanh + sigma * N(0, 1) in place, whatever the layout of
+    """Sampling turns alpha outputs into tanh + sigma * N(0, 1) (nn.draws) in place, whatever the layout of
     the raw outputs; category and null-flag logits get standard Gumbel noise (decoding's argmax
     then draws from each block's softmax), or stay as they are with argmax decoding; mode
     logits stay as they are."""
@@ -105,14 +106,13 @@ def test_sampling_activation_is_tanh_plus_learned_noise_in_place(fitted):
             got = layout.activate_(out, sigma, torch.Generator().manual_seed(3), sample=sample)
             assert got is out
             gen = torch.Generator().manual_seed(3)
-            noise = torch.randn((layout.n_alpha, 500), generator=gen)
+            noise = normal_draws((layout.n_alpha, 500), gen, "cpu")
             want = torch.tanh(before[:, layout.alpha]) + noise.t() * sigma
             assert torch.allclose(got[:, layout.alpha], want, atol=1e-6)
             if not sample:
                 assert torch.equal(got[:, layout.slots], before[:, layout.slots])
                 continue
-            u = torch.rand((drawn.numel(), 500), generator=gen)
-            gumbel = -torch.log(-torch.log(u))
+            gumbel = gumbel_draws((drawn.numel(), 500), gen, "cpu")
             assert torch.allclose(got[:, drawn], before[:, drawn] + gumbel.t(), atol=1e-5)
             assert torch.equal(got[:, kept], before[:, kept])
             out.copy_(before)

@@ -47,7 +47,7 @@ class StepContext:
     private: PrivateTraining | None = None
     #: Precision of the matrix products for families that cast explicitly instead of using
     #: :meth:`autocast`: bf16 when the Trainer was asked for ``low_precision`` and bf16 is fast
-    #: (a CUDA GPU, a CPU with AMX tiles) and the run is not private, else fp32.
+    #: (a CUDA GPU, a CPU with AMX tiles or AVX-512 BF16) and the run is not private, else fp32.
     dtype: torch.dtype = torch.float32
 
     def autocast(self) -> Any:

@@ -77,6 +77,7 @@ from synthkit.nn import (
     seeded,
 )
 from synthkit.nn.blocks import OneHotBlocks, gumbel_noise
+from synthkit.nn.draws import gumbel_draws, normal_draws
 from synthkit.nn.precision import linear_split_t, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
@@ -122,7 +123,7 @@ class CTGANConfig(NeuralConfig):
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Matrix products in training: 'auto' (the default) uses bf16 on a CPU where "
-        "bf16 is fast (AMX tiles) and fp32 elsewhere (a CUDA GPU keeps fp32 steps under bf16 "
+        "bf16 is fast (AMX tiles, AVX-512 BF16) and fp32 elsewhere (a CUDA GPU keeps fp32 steps under bf16 "
         "autocast); 'bfloat16' asks for it on any fast device, 'float32' never. Weights, "
         "BatchNorm statistics, activations and losses stay fp32; never under dp. Over three "
         "seeds bf16 fitted in about four fifths of the time at the same quality (wage 0.872 vs "
@@ -492,16 +493,21 @@ class _Activation:
         logits on one-hot slots. A block's argmax is then the same categorical draw that the
         argmax of its tempered Gumbel softmax gives (softmax is monotonic), without the softmax."""
         raw = raw.float()
-        out = raw + _gumbel(raw, generator)
+        out = raw + _gumbel(raw, generator, sampling=True)
         return out.index_copy_(1, self.alpha, torch.tanh(raw.index_select(1, self.alpha)))
 
 
-def _gumbel(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _gumbel(
+    like: torch.Tensor, generator: torch.Generator | None, *, sampling: bool = False
+) -> torch.Tensor:
     """Standard Gumbel noise shaped like ``like``, in its memory layout when that is the
-    transpose of a contiguous matrix (the column-major outputs of a bf16 sampling pass)."""
+    transpose of a contiguous matrix (the column-major outputs of a bf16 sampling pass);
+    ``sampling`` draws it by :func:`~synthkit.nn.draws.gumbel_draws` (training keeps exact
+    draws)."""
     if like.dim() == 2 and like.t().is_contiguous() and not like.is_contiguous():
-        return _gumbel(like.t(), generator).t()
-    return gumbel_noise(tuple(like.shape), generator, like.device)
+        return _gumbel(like.t(), generator, sampling=sampling).t()
+    draw = gumbel_draws if sampling else gumbel_noise
+    return draw(tuple(like.shape), generator, like.device)
 
 
 # --- the training task ---------------------------------------------------------------------------
@@ -898,7 +904,7 @@ class CTGANGenerator(Generator):
             # copies it into its transposed buffer contiguously instead of by a strided transpose
             emb = self.config.embedding_dim
             x_t = torch.empty(emb + cond.shape[1], m, device=device)
-            torch.randn(emb, m, generator=gen, device=device, out=x_t[:emb])
+            x_t[:emb] = normal_draws((emb, m), gen, device, dtype)  # 16-bit inverse transform
             x_t[emb:] = cond.t()
             raw = net.forward_no_grad(x_t.t(), dtype, activate.alpha)
             return activate.decodable(raw, gen)

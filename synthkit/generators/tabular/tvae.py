@@ -51,7 +51,8 @@ from synthkit.nn import (
     resolve_device,
     seeded,
 )
-from synthkit.nn.blocks import OneHotBlocks, gumbel_noise
+from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.draws import gumbel_draws, normal_draws
 from synthkit.nn.optim import adam_step
 from synthkit.nn.precision import mlp_no_grad, sample_chunks, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
@@ -99,7 +100,7 @@ class TVAEConfig(NeuralConfig):
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Matrix products of the hidden layers in training: 'auto' (the default) "
-        "uses bf16 on a CPU where bf16 is fast (AMX tiles) and fp32 elsewhere (a CUDA GPU keeps "
+        "uses bf16 on a CPU where bf16 is fast (AMX tiles, AVX-512 BF16) and fp32 elsewhere (a CUDA GPU keeps "
         "its fp32 step under bf16 autocast); 'bfloat16' asks for it on any fast device, "
         "'float32' never. The output layer, losses, gradients handed to Adam and the weights "
         "stay fp32; never under dp. Over three seeds bf16 scored at least fp32's quality (wage "
@@ -204,14 +205,12 @@ class _Layout:
         bf16 sampler returns)."""
         raw_t = raw.t()
         if self.n_alpha:
-            noise = torch.randn(
-                (self.n_alpha, raw.shape[0]), generator=generator, device=raw.device
-            )
+            noise = normal_draws((self.n_alpha, raw.shape[0]), generator, raw.device)
             alpha = raw_t.index_select(0, self.alpha).tanh_().addcmul_(noise, sigma[:, None])
             raw_t.index_copy_(0, self.alpha, alpha)
         if sample and self.drawn_runs:
             n_slots = sum(end - start for start, end in self.drawn_runs)
-            gumbel = gumbel_noise((n_slots, raw.shape[0]), generator, raw.device)
+            gumbel = gumbel_draws((n_slots, raw.shape[0]), generator, raw.device)
             at = 0
             for start, end in self.drawn_runs:
                 raw_t[start:end].add_(gumbel[at : at + end - start])
@@ -460,7 +459,7 @@ class TVAEGenerator(Generator):
         decoder = copy.deepcopy(self.decoder_.seq).to(dtype) if dtype != torch.float32 else self.decoder_.seq
 
         def generate(m: int) -> torch.Tensor:
-            z = torch.randn((m, dim), generator=gen, device=device)
+            z = normal_draws((m, dim), gen, device, dtype)  # 16-bit inverse transform (nn.draws)
             # every output column in ``dtype`` (no fp32 pass for alpha values, as CTGAN needs):
             # the noise activate_ adds to alpha values (sigma >= 0.01) is three times the
             # widest step of bf16's grid after tanh (r·sech²(r)·2⁻⁷ <= 0.0035), which smooths
