@@ -298,7 +298,7 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
     lines = [
         f"## {section}",
         "",
-        f"`python benchmarks/tabular.py {command}` on {platform.machine()} with {os.cpu_count()} "
+        f"`python benchmarks/tabular.py {command}` on {platform.machine()} ({_cpu()}) with {os.cpu_count()} "
         f"CPU cores (Python {platform.python_version()}, {_accelerator()}), {time.strftime('%Y-%m-%d')}.",
         "Quality: SDMetrics QualityReport score of a sample as large as the real table, both "
         "engines given the same metadata (synthkit's inferred schema exported to SDV). Fit: wall "
@@ -470,6 +470,24 @@ def best_per_table(runs: list[Run]) -> list[str]:
             f"{margin:+.4f} | {'yes' if margin >= 0.01 else 'no'} |"
         )
     return lines
+
+
+def _cpu() -> str:
+    """The CPU's model name and its bf16 support: bf16 speed decides synthkit's precision (AMX
+    tiles and AVX-512 BF16 run it natively), so sections from different boxes read apart."""
+    import torch
+
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    probes = {"AMX": "_is_amx_tile_supported", "AVX-512 BF16": "_is_avx512_bf16_supported"}
+    bf16 = [label for label, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)()]
+    return f"{name}, {' + '.join(bf16) if bf16 else 'no native bf16'}"
 
 
 def _accelerator() -> str:
