@@ -25,6 +25,8 @@ from functools import cache
 
 import torch
 
+from synthkit.nn.blocks import gumbel_noise
+
 _BITS = 16
 _ATOMS = 1 << _BITS
 
@@ -76,9 +78,8 @@ def gumbel_draws(
     shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str
 ) -> torch.Tensor:
     """Standard Gumbel values (fp32) for a sampling pass's Gumbel-max draws: 16-bit inverse
-    transform sampling on a CPU, ``-log(-log(u))`` of uniforms elsewhere."""
+    transform sampling on a CPU, :func:`~synthkit.nn.blocks.gumbel_noise` elsewhere."""
     device = torch.device(device)
     if device.type != "cpu":
-        u = torch.rand(shape, generator=generator, device=device)
-        return u.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()
+        return gumbel_noise(tuple(shape), generator, device)
     return _quantile_draws("gumbel", tuple(shape), generator, device, torch.float32)

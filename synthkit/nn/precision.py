@@ -4,8 +4,8 @@ multiplies bf16 fast, network passes sized for the cache, decoding in larger col
 Sampling a trained generator is a stack of matrix products over many rows. On a GPU with bf16
 and on a CPU with AMX tiles (Intel Sapphire Rapids and later) bf16 products run several times
 faster than fp32 ones (an MLP of CTGAN's widths over 100,000 rows on one core: 0.07 s against
-0.35 s), on a CPU with AVX-512 BF16 (AMD Zen 4) about twice as fast. The hidden layers tolerate bf16's 8-bit mantissa (mixed-precision training uses it for
-whole steps). Of the output layer, the columns that become continuous numbers (``exact``) are
+0.35 s), on a CPU with AVX-512 BF16 (AMD Zen 4) about twice as fast. The hidden layers tolerate
+bf16's 8-bit mantissa (mixed-precision training uses it for whole steps). Of the output layer, the columns that become continuous numbers (``exact``) are
 computed in fp32, so they are not rounded to bf16's grid; the category logits, which only feed
 an argmax, stay in bf16.
 

@@ -123,8 +123,8 @@ class CTGANConfig(NeuralConfig):
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Matrix products in training: 'auto' (the default) uses bf16 on a CPU where "
-        "bf16 is fast (AMX tiles, AVX-512 BF16) and fp32 elsewhere (a CUDA GPU keeps fp32 steps under bf16 "
-        "autocast); 'bfloat16' asks for it on any fast device, 'float32' never. Weights, "
+        "bf16 is fast (AMX tiles, AVX-512 BF16) and fp32 elsewhere (a CUDA GPU keeps fp32 steps "
+        "under bf16 autocast); 'bfloat16' asks for it on any fast device, 'float32' never. Weights, "
         "BatchNorm statistics, activations and losses stay fp32; never under dp. Over three "
         "seeds bf16 fitted in about four fifths of the time at the same quality (wage 0.872 vs "
         "fp32's 0.861, credit_data 0.871 vs 0.873, mlc_churn 0.848 vs 0.859).",
