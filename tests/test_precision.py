@@ -146,62 +146,6 @@ def test_auto_training_precision_is_bf16_on_a_cpu_only(monkeypatch):
     assert not trains_in_bf16("auto", "auto") and trains_in_bf16("bfloat16", "auto")
 
 
-def test_sample_chunks_are_bounded_column_major_and_in_order():
-    from synthkit.nn.precision import DECODE_ROWS, sample_chunk_rows, sample_chunks
-
-    cpu = torch.device("cpu")
-    calls: list[int] = []
-    counter = iter(range(10**9))
-
-    def generate(k: int) -> torch.Tensor:
-        calls.append(k)
-        start = next(counter) * 10**6
-        return (torch.arange(k, dtype=torch.float32) + start)[:, None].repeat(1, 3)
-
-    n = 2 * DECODE_ROWS + 1000
-    blocks = list(sample_chunks(n, cpu, generate))
-    assert [b.shape for b in blocks] == [(DECODE_ROWS, 3), (DECODE_ROWS, 3), (1000, 3)]
-    assert all(b.flags.f_contiguous and b.dtype == np.float32 for b in blocks)
-    assert max(calls) <= sample_chunk_rows(cpu) and sum(calls) == n
-    # rows come out in the order generated: each pass's values are consecutive
-    first = blocks[0][:, 0]
-    passes = sample_chunk_rows(cpu)
-    assert np.array_equal(first[:passes], np.arange(passes, dtype=np.float32))
-    assert first[passes] == 10**6
-    assert list(sample_chunks(0, cpu, generate)) == []
-
-
-def test_sample_chunks_finish_runs_in_place_on_the_block_and_widens_bf16():
-    """``finish`` sees each pass's rows as fp32 (a bf16 pass widened by the copy into the block)
-    and its in-place work is what decoding gets, as if it had run on the pass itself."""
-    from synthkit.nn.precision import sample_chunk_rows, sample_chunks
-
-    cpu = torch.device("cpu")
-    gen = torch.Generator().manual_seed(0)
-    passes: list[torch.Tensor] = []
-    seen: list[tuple[torch.dtype, int]] = []
-
-    def generate(k: int) -> torch.Tensor:
-        out = torch.randn(k, 5, generator=gen).to(torch.bfloat16)
-        passes.append(out.float())
-        return out
-
-    def finish(rows: torch.Tensor) -> torch.Tensor:
-        seen.append((rows.dtype, rows.shape[0]))
-        rows[:, 1].tanh_()
-        rows[:, 3].mul_(2.0)
-        return rows
-
-    n = sample_chunk_rows(cpu) + 300
-    (block,) = list(sample_chunks(n, cpu, generate, finish))
-    expected = torch.cat(passes)
-    expected[:, 1].tanh_()
-    expected[:, 3].mul_(2.0)
-    assert seen == [(torch.float32, sample_chunk_rows(cpu)), (torch.float32, 300)]
-    assert block.flags.f_contiguous and block.dtype == np.float32
-    assert np.array_equal(block, expected.numpy())
-
-
 def test_mlp_output_stays_in_its_dtype_only_when_asked():
     from synthkit.nn.precision import mlp_no_grad
 

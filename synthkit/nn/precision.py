@@ -1,27 +1,25 @@
-"""Reduced precision and chunking for sampling: bf16 hidden layers where the hardware
-multiplies bf16 fast, network passes sized for the cache, decoding in larger column-major blocks.
+"""Reduced precision for sampling and training: bf16 hidden layers where the hardware
+multiplies bf16 fast, output layers whose numbers stay fp32, denormals flushed on a CPU.
 
 Sampling a trained generator is a stack of matrix products over many rows. On a GPU with bf16
 and on a CPU with AMX tiles (Intel Sapphire Rapids and later) bf16 products run several times
 faster than fp32 ones (an MLP of CTGAN's widths over 100,000 rows on one core: 0.07 s against
 0.35 s), on a CPU with AVX-512 BF16 (AMD Zen 4) about twice as fast. The hidden layers tolerate
-bf16's 8-bit mantissa (mixed-precision training uses it for whole steps). Of the output layer, the columns that become continuous numbers (``exact``) are
-computed in fp32, so they are not rounded to bf16's grid; the category logits, which only feed
-an argmax, stay in bf16.
+bf16's 8-bit mantissa (mixed-precision training uses it for whole steps). Of the output
+layer, the columns that become continuous numbers (``exact``) are computed in fp32, so they
+are not rounded to bf16's grid; the category logits, which only feed an argmax, stay in bf16.
 
 The output layer is computed transposed (outputs × rows), so the rows × outputs matrix handed
 to decoding is column-major: every encoded column contiguous, which the decoder's per-block
-argmax reads fastest. Decoding has a fixed cost per call, so :func:`sample_chunks` decodes
-``DECODE_ROWS`` rows at a time while the network runs cache-sized passes.
+argmax reads fastest (:func:`synthkit.nn.chunks.sample_chunks` runs the passes and decoding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-import numpy as np
 import torch
 
 SamplePrecision = Literal["auto", "float32", "bfloat16"]
@@ -46,12 +44,6 @@ def sampling_dtype(precision: SamplePrecision, device: torch.device) -> torch.dt
     return torch.float32
 
 
-def sample_chunk_rows(device: torch.device) -> int:
-    """Rows a sampler generates per network pass: 4,096 on a CPU (the layers' buffers stay in
-    cache: about 1.5x the rows/s of 20,000-row chunks), 65,536 on a GPU (fewer kernel launches)."""
-    return 65_536 if device.type == "cuda" else 4_096
-
-
 @contextmanager
 def flush_denormals() -> Iterator[None]:
     """Treat denormal floats (below ~1e-38) as zero on this thread's CPU while inside, as the
@@ -68,43 +60,6 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(was_on)
-
-
-#: Rows decoded per call by :func:`sample_chunks` (on a GPU, its larger passes).
-DECODE_ROWS = 16_384
-
-
-def sample_chunks(
-    n: int,
-    device: torch.device,
-    generate: Callable[[int], torch.Tensor],
-    finish: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> Iterator[np.ndarray]:
-    """``n`` generated rows as column-major float32 blocks of up to :data:`DECODE_ROWS` rows
-    (each column contiguous): ``generate(k)`` is called for passes of
-    :func:`sample_chunk_rows` rows and returns a (k, width) tensor on any device, in any layout
-    and float dtype. ``finish`` (optional) turns a pass's fp32 rows in place into what decoding
-    reads: on a CPU it runs on the pass's slice of the block, so a bf16 pass is widened to fp32
-    by the one copy into the block (no separate cast, no second copy); elsewhere on the device
-    before the copy. Memory stays bounded for any ``n``."""
-    per_pass = sample_chunk_rows(device)
-    per_block = max(per_pass, DECODE_ROWS)
-    for start in range(0, n, per_block):
-        rows = min(per_block, n - start)
-        block: torch.Tensor | None = None
-        for done in range(0, rows, per_pass):
-            with flush_denormals():
-                out = generate(min(per_pass, rows - done))
-                if finish is not None and out.device.type != "cpu":
-                    out = finish(out.float())
-                if block is None:  # (width, rows): its transpose is the column-major block
-                    block = torch.empty((out.shape[1], rows), dtype=torch.float32)
-                dest = block[:, done : done + out.shape[0]]
-                dest.copy_(out.t())
-                if finish is not None and out.device.type == "cpu":
-                    finish(dest.t())
-        assert block is not None
-        yield block.numpy().T
 
 
 def linear_split_t(

@@ -77,8 +77,9 @@ from synthkit.nn import (
     seeded,
 )
 from synthkit.nn.blocks import OneHotBlocks, gumbel_noise
+from synthkit.nn.chunks import sample_chunks
 from synthkit.nn.draws import gumbel_draws, normal_draws
-from synthkit.nn.precision import linear_split_t, sample_chunks, sampling_dtype
+from synthkit.nn.precision import linear_split_t, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
 
@@ -881,7 +882,7 @@ class CTGANGenerator(Generator):
         self, n: int, *, rng: np.random.Generator, conditions: Mapping[str, Any] | None
     ) -> pl.DataFrame:
         device = self.device_
-        gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
+        seed = int(rng.integers(2**63 - 1))
         layout = _DiscreteLayout.of(self.encoder_, device, conditional=self.conditional_)
         fixed = self._condition_slot(conditions, layout)
         probs = torch.as_tensor(
@@ -893,7 +894,7 @@ class CTGANGenerator(Generator):
         dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
         activate = _Activation(self.encoder_, device)
 
-        def generate(m: int) -> torch.Tensor:
+        def generate(m: int, gen: torch.Generator) -> torch.Tensor:
             if not layout.cond_dim:
                 cond = torch.zeros(m, 0, device=device)
             elif fixed is not None:
@@ -911,7 +912,7 @@ class CTGANGenerator(Generator):
 
         with torch.no_grad():  # bounded memory for any n
             parts = [self.encoder_.inverse_transform(block, rng=rng)
-                     for block in sample_chunks(n, device, generate)]
+                     for block in sample_chunks(n, device, generate, seed=seed)]
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)
             return self.encoder_.inverse_transform(empty, rng=rng)

@@ -52,16 +52,17 @@ from synthkit.nn import (
     seeded,
 )
 from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.chunks import sample_chunks
 from synthkit.nn.draws import gumbel_draws, normal_draws
 from synthkit.nn.optim import adam_step
-from synthkit.nn.precision import mlp_no_grad, sample_chunks, sampling_dtype
+from synthkit.nn.precision import mlp_no_grad, sampling_dtype
 from synthkit.prepare.neural import OutputBlock
 from synthkit.schema import Schema
 
 _STATE_FILE = "tvae.json"
 _STATE_VERSION = 1
 _DECODER = "decoder"
-#: Rows decoded at once when validating (sampling: nn.precision.sample_chunk_rows): bounds memory.
+#: Rows decoded at once when validating (sampling: nn.chunks.sample_chunk_rows): bounds memory.
 _CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
@@ -450,7 +451,7 @@ class TVAEGenerator(Generator):
     ) -> pl.DataFrame:
         """Decode standard normal codes, in chunks; conditions are left to the base's filter."""
         device = self.device_
-        gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**63 - 1)))
+        seed = int(rng.integers(2**63 - 1))
         sigma = self.decoder_.sigma.detach()
         dim = self.decoder_.embedding_dim
         dtype = sampling_dtype(self.config.sample_precision, device)  # bf16 hidden layers where fast
@@ -458,7 +459,7 @@ class TVAEGenerator(Generator):
         # the decoder's weights cast once per call, not once per pass
         decoder = copy.deepcopy(self.decoder_.seq).to(dtype) if dtype != torch.float32 else self.decoder_.seq
 
-        def generate(m: int) -> torch.Tensor:
+        def generate(m: int, gen: torch.Generator) -> torch.Tensor:
             z = normal_draws((m, dim), gen, device, dtype)  # 16-bit inverse transform (nn.draws)
             # every output column in ``dtype`` (no fp32 pass for alpha values, as CTGAN needs):
             # the noise activate_ adds to alpha values (sigma >= 0.01) is three times the
@@ -467,12 +468,12 @@ class TVAEGenerator(Generator):
             # Left in ``dtype``: sample_chunks widens it while copying it into its block.
             return mlp_no_grad(decoder, z, dtype, widen=False)
 
-        def finish(raw: torch.Tensor) -> torch.Tensor:
+        def finish(raw: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
             return self.layout_.activate_(raw, sigma, gen, sample=sample)
 
         with torch.no_grad():  # bounded memory for any n
             frames = [self.encoder_.inverse_transform(block, rng=rng)
-                      for block in sample_chunks(n, device, generate, finish)]
+                      for block in sample_chunks(n, device, generate, finish, seed=seed)]
         return pl.concat(frames, how="vertical")
 
     # --- state -------------------------------------------------------------------------------
