@@ -278,7 +278,10 @@ def main() -> None:
     options += [("speed-rows", args.speed_rows)] if args.speed_rows != 100_000 else []
     options += [("threads", args.threads)] if args.threads else []
     options += [("seeds", args.seeds)] if args.seeds != 1 else []
-    write_section(runs, section, " ".join(f"--{k} {v}" for k, v in options))
+    import torch
+
+    write_section(runs, section, " ".join(f"--{k} {v}" for k, v in options),
+                  threads=torch.get_num_threads())
     partial.unlink(missing_ok=True)
     rebuild_results()
 
@@ -294,7 +297,9 @@ def rebuild_results() -> Path:
     return out
 
 
-def write_section(runs: list[Run], section: str, command: str) -> None:
+def write_section(runs: list[Run], section: str, command: str, *, threads: int = 1) -> None:
+    """The section's markdown and JSON; ``threads``: torch's thread count in the run (above
+    one, the engines' wall-clock ratios judge issue 3's targets)."""
     lines = [
         f"## {section}",
         "",
@@ -342,7 +347,7 @@ def write_section(runs: list[Run], section: str, command: str) -> None:
             f"{a.sample_rows_per_s / b.sample_rows_per_s:.1f}× |"
         )
     lines += cpu_table(by_key)
-    lines += issue_targets(by_key)
+    lines += issue_targets(by_key, wall=threads > 1)
     fast = [r for r in runs if r.fast_sample_rows_per_s]
     if fast:
         lines += ["", "Fast sampler (`gen.with_sampler(\"ddim\")`, same weights): " + ", ".join(
@@ -415,22 +420,27 @@ def cpu_table(by_key: dict[tuple[str, str], dict[str, Run]]) -> list[str]:
     return lines
 
 
-def issue_targets(by_key: dict[tuple[str, str], dict[str, Run]]) -> list[str]:
+def issue_targets(by_key: dict[tuple[str, str], dict[str, Run]], *, wall: bool = False) -> list[str]:
     """Issue 3's targets for the neural families against SDV's same family, row by row:
-    fit time <= 0.3x SDV's, sampling rate >= 5x SDV's, quality >= SDV's (times in CPU seconds,
-    wall-clock ratios beside them)."""
+    fit time <= 0.3x SDV's, sampling rate >= 5x SDV's, quality >= SDV's. On one thread the
+    ratios of CPU time judge (load-independent), wall-clock ones beside them; with ``wall``
+    (both engines on several threads: CPU time then counts every core's work) the wall-clock
+    ratios the issue names judge, CPU-time ones beside them."""
     rows = [(k, a, b) for k, a, b in _timed_pairs(by_key) if "epochs" in k[1]]
     if not rows:
         return []
+    first, second = ("wall-clock", "CPU-time") if wall else ("CPU-time", "wall-clock")
     lines = ["", "Against issue 3's targets (fit time ≤ 0.3× SDV's, sampling ≥ 5× SDV's rate, "
-             "quality ≥ SDV's same family; CPU-time ratios, wall-clock ratios in brackets):", ""]
+             f"quality ≥ SDV's same family; {first} ratios, {second} ratios in brackets):", ""]
     for (table, family), a, b in rows:
-        fit, fit_wall = a.fit_cpu_s / b.fit_cpu_s, a.fit_s / b.fit_s
+        fit, fit_other = a.fit_cpu_s / b.fit_cpu_s, a.fit_s / b.fit_s
         rate = a.sample_cpu_rows_per_s / b.sample_cpu_rows_per_s
-        rate_wall = a.sample_rows_per_s / b.sample_rows_per_s
+        rate_other = a.sample_rows_per_s / b.sample_rows_per_s
+        if wall:
+            fit, fit_other, rate, rate_other = fit_other, fit, rate_other, rate
         checks = [
-            f"fit {fit:.2f}× SDV's time [{fit_wall:.2f}×] ({'met' if fit <= 0.3 else 'not met'})",
-            f"sampling {rate:.1f}× SDV's rate [{rate_wall:.1f}×] "
+            f"fit {fit:.2f}× SDV's time [{fit_other:.2f}×] ({'met' if fit <= 0.3 else 'not met'})",
+            f"sampling {rate:.1f}× SDV's rate [{rate_other:.1f}×] "
             f"({'met' if rate >= 5 else 'not met'})",
             f"quality {a.quality - b.quality:+.4f} ({'met' if a.quality >= b.quality else 'not met'})",
         ]

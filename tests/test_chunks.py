@@ -150,3 +150,22 @@ def test_a_seeded_sample_is_the_same_on_one_thread_or_two(wage_small, torch_thre
     two = gen.sample(3 * DECODE_ROWS + 5, seed=11)
     assert one.equals(two)
     assert not one.equals(gen.sample(3 * DECODE_ROWS + 5, seed=12))
+
+
+def test_wide_blocks_are_made_fewer_at_a_time(monkeypatch):
+    """Blocks made while one is decoded stay within chunks.AHEAD_BYTES; a block over it is made
+    only after the one before was handed over: wide tables keep their memory bound on
+    machines with many threads."""
+    import time
+
+    import synthkit.nn.chunks as chunks
+
+    block_bytes = DECODE_ROWS * 3 * 4
+    for budget, most in ((block_bytes, 2), (block_bytes - 1, 1)):
+        monkeypatch.setattr(chunks, "AHEAD_BYTES", budget)
+        calls: list[int] = []
+        stream = sample_chunks(10 * DECODE_ROWS, CPU, _random_rows(calls), seed=0, threads=4)
+        next(stream)
+        time.sleep(0.2)  # the workers would have started more by now
+        assert sum(calls) <= most * DECODE_ROWS
+        assert len(list(stream)) == 9 and sum(calls) == 10 * DECODE_ROWS

@@ -14,10 +14,13 @@ block's index, so the rows are the same for a seed however many threads made the
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
 
 import numpy as np
 import torch
@@ -37,8 +40,16 @@ def sample_chunk_rows(device: torch.device) -> int:
     return 65_536 if device.type == "cuda" else 4_096
 
 
-#: Most worker threads :func:`sample_chunks` starts (each holds a block in memory).
+#: Most worker threads :func:`sample_chunks` starts.
 MAX_THREADS = 8
+#: Blocks at least this large hand the memory their worker freed back to the OS (see
+#: ``_trim_heap``); below it what a thread's heap keeps is small, and trimming after every
+#: block cost a fifth of the rate (pages freed to the OS fault back in).
+TRIM_BYTES = 32 * 2**20
+#: Memory the blocks made while one is decoded may take: fewer run at once where blocks are wide
+#: (a 16,384-row block of a table encoded 2,000 columns wide is 131 MB), and a block over it is
+#: made only after the one before was decoded (no overlap, as on one thread).
+AHEAD_BYTES = 256 * 2**20
 
 
 def sampling_threads(device: torch.device) -> int:
@@ -71,9 +82,10 @@ def sample_chunks(
     into what decoding reads: on a CPU it runs on the pass's slice of the block, so a bf16 pass
     is widened to fp32 by the one copy into the block; elsewhere on the device before the copy.
 
-    Both get the block's generator (:func:`block_generator`); ``threads`` (default
-    :func:`sampling_threads`) blocks are made at once, each op on one core, and at most one
-    more waits to be decoded: memory stays bounded for any ``n``. ``generate`` and ``finish``
+    Both get the block's generator (:func:`block_generator`); up to ``threads`` (default
+    :func:`sampling_threads`) blocks are made at once, each op on one core, while the caller
+    decodes the block before them; the blocks made meanwhile take at most :data:`AHEAD_BYTES`
+    (wider blocks are made one after another), so memory stays bounded for any ``n``. ``generate`` and ``finish``
     must only read shared state."""
     per_pass = sample_chunk_rows(device)
     per_block = max(per_pass, DECODE_ROWS)
@@ -96,6 +108,8 @@ def sample_chunks(
                 if finish is not None and out.device.type == "cpu":
                     finish(dest.t(), gen)
         assert block is not None
+        if workers > 1 and block.numel() * 4 >= TRIM_BYTES:
+            _trim_heap()
         return block.numpy().T
 
     if workers <= 1:
@@ -104,17 +118,29 @@ def sample_chunks(
         return
     with _ops_on_one_core(), ThreadPoolExecutor(workers, initializer=_one_core) as pool:
         pending: deque[Future[np.ndarray]] = deque()
+        ahead = 1  # blocks made while one is decoded: one until a block's size is known
+        following = 0
+
+        def top_up() -> None:
+            nonlocal following
+            while following < len(starts) and len(pending) < ahead:
+                pending.append(pool.submit(make, following))
+                following += 1
+
         try:
-            for index in range(len(starts)):
-                pending.append(pool.submit(make, index))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
+            top_up()
             while pending:
-                yield pending.popleft().result()
+                block = pending.popleft().result()
+                if following == 1:  # the first block: as many ahead as the budget holds
+                    ahead = min(workers + 1, AHEAD_BYTES // max(block.nbytes, 1))
+                top_up()  # the workers make the next blocks while this one is decoded
+                yield block
+                if ahead == 0 and following < len(starts):  # blocks over the budget: in turn
+                    pending.append(pool.submit(make, following))
+                    following += 1
         finally:  # an error or an early stop: the blocks not started are dropped
             for future in pending:
                 future.cancel()
-
 
 
 def _one_core() -> None:
@@ -132,3 +158,25 @@ def _ops_on_one_core() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def _trim_heap() -> None:
+    """Hand the memory freed in this thread back to the OS. glibc gives every thread that
+    allocates its own heap (arena) and keeps what is freed there for reuse: a worker's passes
+    left each arena holding their high-water mark, and sampling 1,000,000 rows of the loans
+    CTGAN peaked at 2.5 GB resident on two workers against 1.3 GB on one thread (1.6 GB with
+    ``MALLOC_ARENA_MAX=1``)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
