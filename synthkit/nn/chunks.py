@@ -4,12 +4,12 @@ A sampler's network passes are small matrix products and elementwise ops over a 
 rows: torch's intra-op threads split each op and gain little there (a second core made a TVAE
 sample about 1.2x faster). :func:`sample_chunks` instead hands whole blocks of rows to
 ``torch.get_num_threads()`` worker threads, each running its ops on one core, while the calling
-thread decodes the blocks already made (on two cores: TVAE and CTGAN about 1.5-1.7x the rows
-per second of one). torch releases the GIL inside its ops, so plain Python threads run them in
-parallel; the pieces must be large, though (the two halves of a TVAE training step, ~200 small
-ops each, ran slower on two threads than the whole step on one: the threads queue for the GIL
-between ops). Every block draws from its own generator, seeded from the call's seed and the
-block's index, so the rows are the same for a seed however many threads made them.
+thread decodes the blocks already made (on two cores: TVAE 1.2-1.35x and CTGAN 1.55-1.8x the
+rows per second of one). torch releases the GIL inside its ops, so plain Python threads run
+them in parallel; the pieces must be large, though (the two halves of a TVAE training step,
+~200 small ops each, ran slower on two threads than the whole step on one: the threads queue
+for the GIL between ops). Every block draws from its own generator, seeded from the call's
+seed and the block's index, so the rows are the same for a seed however many threads made them.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def sample_chunks(
     Both get the block's generator (:func:`block_generator`); up to ``threads`` (default
     :func:`sampling_threads`) blocks are made at once, each op on one core, while the caller
     decodes the block before them; the blocks made meanwhile take at most :data:`AHEAD_BYTES`
-    (wider blocks are made one after another), so memory stays bounded for any ``n``. ``generate`` and ``finish``
-    must only read shared state."""
+    (wider blocks are made one after another), so memory stays bounded for any ``n``.
+    ``generate`` and ``finish`` must only read shared state."""
     per_pass = sample_chunk_rows(device)
     per_block = max(per_pass, DECODE_ROWS)
     starts = list(range(0, n, per_block))
