@@ -89,11 +89,11 @@ def sample_chunks(
     ``generate`` and ``finish`` must only read shared state."""
     per_pass = sample_chunk_rows(device)
     per_block = max(per_pass, DECODE_ROWS)
-    starts = list(range(0, n, per_block))
-    workers = min(sampling_threads(device) if threads is None else threads, len(starts))
+    count = -(-n // per_block)  # blocks, the last one possibly shorter
+    workers = min(sampling_threads(device) if threads is None else threads, count)
 
     def make(index: int) -> np.ndarray:
-        rows = min(per_block, n - starts[index])
+        rows = min(per_block, n - index * per_block)
         gen = block_generator(seed, index, device)
         block: torch.Tensor | None = None
         with torch.no_grad(), flush_denormals():  # both are per thread
@@ -108,12 +108,12 @@ def sample_chunks(
                 if finish is not None and out.device.type == "cpu":
                     finish(dest.t(), gen)
         assert block is not None
-        if workers > 1 and block.numel() * 4 >= TRIM_BYTES:
+        if workers > 1 and block.nbytes >= TRIM_BYTES:
             _trim_heap()
         return block.numpy().T
 
     if workers <= 1:
-        for index in range(len(starts)):
+        for index in range(count):
             yield make(index)
         return
     with _ops_on_one_core(), ThreadPoolExecutor(workers, initializer=_one_core) as pool:
@@ -121,23 +121,21 @@ def sample_chunks(
         ahead = 1  # blocks made while one is decoded: one until a block's size is known
         following = 0
 
-        def top_up() -> None:
+        def top_up(limit: int) -> None:
             nonlocal following
-            while following < len(starts) and len(pending) < ahead:
+            while following < count and len(pending) < limit:
                 pending.append(pool.submit(make, following))
                 following += 1
 
         try:
-            top_up()
+            top_up(ahead)
             while pending:
                 block = pending.popleft().result()
                 if following == 1:  # the first block: as many ahead as the budget holds
                     ahead = min(workers + 1, AHEAD_BYTES // max(block.nbytes, 1))
-                top_up()  # the workers make the next blocks while this one is decoded
+                top_up(ahead)  # the workers make the next blocks while this one is decoded
                 yield block
-                if ahead == 0 and following < len(starts):  # blocks over the budget: in turn
-                    pending.append(pool.submit(make, following))
-                    following += 1
+                top_up(1)  # blocks over the budget (ahead 0): the next after this one, in turn
         finally:  # an error or an early stop: the blocks not started are dropped
             for future in pending:
                 future.cancel()
