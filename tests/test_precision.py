@@ -24,13 +24,14 @@ def test_sampling_dtype_follows_the_hardware_unless_told():
     assert sampling_dtype("bfloat16", cpu) == torch.bfloat16
 
 
-def test_split_linear_keeps_exact_columns_in_fp32():
+@pytest.mark.parametrize("rows", [64, 4096])  # 4,096 rows: the exact sum runs over input slices
+def test_split_linear_keeps_exact_columns_in_fp32(rows):
     torch.manual_seed(0)
     layer = torch.nn.Linear(300, 40)
-    h = torch.randn(64, 300).bfloat16()
+    h = torch.randn(rows, 300).bfloat16()
     exact = torch.tensor([0, 7, 39])
     out = linear_split_t(layer, h.t(), exact)
-    assert out.dtype == torch.float32 and out.shape == (64, 40)
+    assert out.dtype == torch.float32 and out.shape == (rows, 40)
     reference = layer(h.float()).detach()
     # exact columns: fp32 products of the bf16 inputs; the others rounded through bf16
     assert torch.allclose(out[:, exact], reference[:, exact], rtol=0, atol=1e-5)
@@ -40,6 +41,18 @@ def test_split_linear_keeps_exact_columns_in_fp32():
     # a contiguous transposed input gives the same numbers as a transposed view
     assert torch.allclose(linear_split_t(layer, h.t().contiguous(), exact), out, atol=1e-5)
     assert torch.equal(mlp_no_grad(torch.nn.Sequential(layer), h.float(), torch.float32), layer(h.float()))
+
+
+def test_split_linear_without_bias_and_with_every_column_exact():
+    torch.manual_seed(1)
+    layer = torch.nn.Linear(200, 6, bias=False)
+    h = torch.randn(3000, 200).bfloat16()
+    with torch.no_grad():
+        reference = layer(h.float())
+        every = linear_split_t(layer, h.t(), torch.arange(6))
+        assert torch.allclose(every, reference, rtol=0, atol=1e-5)
+        low = linear_split_t(layer, h.t(), None, widen=False)  # no exact column, not widened
+    assert low.dtype == torch.bfloat16 and (low.float() - reference).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -252,6 +252,7 @@ class CTGANGeneratorNet(nn.Module):
         :mod:`synthkit.nn.precision`)."""
         if dtype != torch.float32 and not self.training and all(_foldable(b.bn) for b in self.blocks):
             return self._forward_low(x, dtype, exact)
+        x = x.float()  # a no-op unless the caller built a low-precision input for the path above
         widths = [block.fc.out_features for block in self.blocks]
         total = x.shape[1] + sum(widths)
         buffer = x.new_empty(x.shape[0], total)
@@ -904,7 +905,7 @@ class CTGANGenerator(Generator):
             # the network's input built feature-major ([z; cond], features x rows): a bf16 pass
             # copies it into its transposed buffer contiguously instead of by a strided transpose
             emb = self.config.embedding_dim
-            x_t = torch.empty(emb + cond.shape[1], m, device=device)
+            x_t = torch.empty(emb + cond.shape[1], m, device=device, dtype=dtype)
             x_t[:emb] = normal_draws((emb, m), gen, device, dtype)  # 16-bit inverse transform
             x_t[emb:] = cond.t()
             raw = net.forward_no_grad(x_t.t(), dtype, activate.alpha)
