@@ -1,4 +1,5 @@
-"""synthkit.nn.draws: 16-bit inverse transform draws of normal and Gumbel values for sampling."""
+"""synthkit.nn.draws: 16-bit inverse transform draws of normal and Gumbel values, and fair coins
+from the bits of 64-bit draws."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from synthkit.nn.draws import _uniform_indices, gumbel_draws, normal_draws
+from synthkit.nn.draws import _uniform_indices, coin_draws, gumbel_draws, normal_draws
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -63,6 +64,25 @@ def test_gumbel_max_with_the_draws_samples_the_softmax():
     counts = torch.bincount(noisy.argmax(1), minlength=5).numpy()
     expected = torch.softmax(logits, 0).double().numpy() * n
     assert stats.chisquare(counts, expected).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_coin_draws_are_fair_independent_coins(dtype):
+    """Each value is one bit of a 64-bit draw: 0 or ``high`` with equal odds, every bit position
+    as fair as any other, neighbours uncorrelated; a shape whose size is not a multiple of 64
+    uses a prefix of the bits."""
+    x = coin_draws((1003, 257), _gen(), "cpu", dtype, high=2.0)
+    assert x.shape == (1003, 257) and x.dtype == dtype
+    assert set(torch.unique(x).tolist()) == {0.0, 2.0}
+    flat = (x.flatten()[: 257_664] > 0).double()
+    assert abs(float(flat.mean()) - 0.5) < 0.005
+    by_bit = flat.view(-1, 64).mean(0)  # position within each 64-bit word
+    assert torch.all((by_bit - 0.5).abs() < 0.04), by_bit  # 5 sd of 4,026 coins
+    assert abs(float(np.corrcoef(flat[:-1].numpy(), flat[1:].numpy())[0, 1])) < 0.01
+    gen = _gen(7)
+    first, second = coin_draws((5, 9), gen, "cpu"), coin_draws((5, 9), gen, "cpu")
+    assert torch.equal(first, coin_draws((5, 9), _gen(7), "cpu")) and not torch.equal(first, second)
+    assert coin_draws((0, 4), _gen(), "cpu").shape == (0, 4)
 
 
 @pytest.mark.gpu
