@@ -152,10 +152,11 @@ def test_a_seeded_sample_is_the_same_on_one_thread_or_two(wage_small, torch_thre
     assert not one.equals(gen.sample(3 * DECODE_ROWS + 5, seed=12))
 
 
-def test_wide_blocks_are_made_fewer_at_a_time(monkeypatch):
+@pytest.mark.parametrize("width", [None, 3])
+def test_wide_blocks_are_made_fewer_at_a_time(monkeypatch, width):
     """Blocks made while one is decoded stay within chunks.AHEAD_BYTES; a block over it is made
     only after the one before was handed over: wide tables keep their memory bound on
-    machines with many threads."""
+    machines with many threads, whether or not the caller names the width."""
     import time
 
     import synthkit.nn.chunks as chunks
@@ -164,8 +165,36 @@ def test_wide_blocks_are_made_fewer_at_a_time(monkeypatch):
     for budget, most in ((block_bytes, 2), (block_bytes - 1, 1)):
         monkeypatch.setattr(chunks, "AHEAD_BYTES", budget)
         calls: list[int] = []
-        stream = sample_chunks(10 * DECODE_ROWS, CPU, _random_rows(calls), seed=0, threads=4)
+        stream = sample_chunks(10 * DECODE_ROWS, CPU, _random_rows(calls), seed=0, threads=4,
+                               width=width)
         next(stream)
         time.sleep(0.2)  # the workers would have started more by now
         assert sum(calls) <= most * DECODE_ROWS
         assert len(list(stream)) == 9 and sum(calls) == 10 * DECODE_ROWS
+
+
+def test_a_known_width_starts_every_worker_at_once():
+    """Told the width, the workers start on the first blocks together (not on the first one
+    alone, which a caller that does not know the width waits for); the rows are the same."""
+    import threading
+    import time
+
+    lock, active = threading.Lock(), [0]
+    entered: list[int] = []  # blocks being made as each pass starts
+
+    def generate(k: int, gen: torch.Generator) -> torch.Tensor:
+        with lock:
+            active[0] += 1
+            entered.append(active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return torch.rand(k, 3, generator=gen)
+
+    n, passes = 3 * DECODE_ROWS, DECODE_ROWS // sample_chunk_rows(CPU)  # passes of a block
+    known = list(sample_chunks(n, CPU, generate, seed=4, threads=3, width=3))
+    assert max(entered[:passes]) >= 2  # another block was made alongside the first one
+    entered.clear()
+    unknown = list(sample_chunks(n, CPU, generate, seed=4, threads=3))
+    assert max(entered[:passes]) == 1  # the first block alone, to learn its size
+    assert all(np.array_equal(a, b) for a, b in zip(known, unknown, strict=True))

@@ -74,6 +74,7 @@ def sample_chunks(
     *,
     seed: int,
     threads: int | None = None,
+    width: int | None = None,
 ) -> Iterator[np.ndarray]:
     """``n`` generated rows as column-major float32 blocks of up to :data:`DECODE_ROWS` rows,
     in order (each column contiguous). ``generate(k, generator)`` is called for passes of
@@ -86,6 +87,8 @@ def sample_chunks(
     :func:`sampling_threads`) blocks are made at once, each op on one core, while the caller
     decodes the block before them; the blocks made meanwhile take at most :data:`AHEAD_BYTES`
     (wider blocks are made one after another), so memory stays bounded for any ``n``.
+    ``width``, the columns ``generate`` returns, if the caller knows it: the workers then all
+    start at once (otherwise the first block is made alone, to learn its size).
     ``generate`` and ``finish`` must only read shared state."""
     per_pass = sample_chunk_rows(device)
     per_block = max(per_pass, DECODE_ROWS)
@@ -116,9 +119,14 @@ def sample_chunks(
         for index in range(count):
             yield make(index)
         return
+
+    def budget(block_bytes: int) -> int:  # blocks made while one is decoded
+        return min(workers + 1, AHEAD_BYTES // max(block_bytes, 1))
+
     with _ops_on_one_core(), ThreadPoolExecutor(workers, initializer=_one_core) as pool:
         pending: deque[Future[np.ndarray]] = deque()
-        ahead = 1  # blocks made while one is decoded: one until a block's size is known
+        # one until a block's size is known (0: blocks over the budget, made in turn)
+        ahead = 1 if width is None else budget(4 * width * min(per_block, n))
         following = 0
 
         def top_up(limit: int) -> None:
@@ -128,11 +136,11 @@ def sample_chunks(
                 following += 1
 
         try:
-            top_up(ahead)
+            top_up(max(ahead, 1))
             while pending:
                 block = pending.popleft().result()
-                if following == 1:  # the first block: as many ahead as the budget holds
-                    ahead = min(workers + 1, AHEAD_BYTES // max(block.nbytes, 1))
+                if following == 1 and width is None:  # the first block: as many as the budget holds
+                    ahead = budget(block.nbytes)
                 top_up(ahead)  # the workers make the next blocks while this one is decoded
                 yield block
                 top_up(1)  # blocks over the budget (ahead 0): the next after this one, in turn

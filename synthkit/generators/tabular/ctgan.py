@@ -914,7 +914,8 @@ class CTGANGenerator(Generator):
 
         with torch.no_grad():  # bounded memory for any n
             parts = [self.encoder_.inverse_transform(block, rng=rng)
-                     for block in sample_chunks(n, device, generate, seed=seed)]
+                     for block in sample_chunks(n, device, generate, seed=seed,
+                                                 width=self.encoder_.width)]
         if not parts:
             empty = np.zeros((0, self.encoder_.width), dtype=np.float32)
             return self.encoder_.inverse_transform(empty, rng=rng)

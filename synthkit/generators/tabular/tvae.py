@@ -473,7 +473,8 @@ class TVAEGenerator(Generator):
 
         with torch.no_grad():  # bounded memory for any n
             frames = [self.encoder_.inverse_transform(block, rng=rng)
-                      for block in sample_chunks(n, device, generate, finish, seed=seed)]
+                      for block in sample_chunks(n, device, generate, finish, seed=seed,
+                                                  width=self.encoder_.width)]
         return pl.concat(frames, how="vertical")
 
     # --- state -------------------------------------------------------------------------------
