@@ -42,7 +42,13 @@ def test_normal_draws_follow_the_standard_normal(dtype):
     assert abs(float(np.corrcoef(v.view(2000, 128)[:, 0], v.view(2000, 128)[:, 1])[0, 1])) < 0.08
 
 
-def test_draws_are_reproducible_from_the_generator_seed():
+@pytest.mark.parametrize("rows", [50, 4096])  # 4,096 x 128 values: words from a seeded SFC64
+def test_draws_are_reproducible_from_the_generator_seed(rows):
+    assert torch.equal(normal_draws((rows, 128), _gen(3), "cpu"), normal_draws((rows, 128), _gen(3), "cpu"))
+    assert not torch.equal(normal_draws((rows, 128), _gen(3), "cpu"),
+                           normal_draws((rows, 128), _gen(4), "cpu"))
+    gen = _gen(6)
+    assert not torch.equal(normal_draws((rows, 128), gen, "cpu"), normal_draws((rows, 128), gen, "cpu"))
     assert torch.equal(normal_draws((50, 7), _gen(3), "cpu"), normal_draws((50, 7), _gen(3), "cpu"))
     assert not torch.equal(normal_draws((50, 7), _gen(3), "cpu"), normal_draws((50, 7), _gen(4), "cpu"))
     gen = _gen(5)

@@ -7,7 +7,9 @@ A CPU sampling pass of TVAE or CTGAN spends about a third of its time drawing la
 the same generator gives four 16-bit uniforms, each of which picks one of a distribution's
 65,536 equiprobable quantiles from a precomputed table (one gather): about 2x faster for bf16
 normals (1.5x for fp32 ones), 3x for Gumbel noise (128 x 4,096 values, one Zen 4 core, buffers
-reused by the allocator), reproducible from the generator's seed as before.
+reused by the allocator), reproducible from the generator's seed as before. A sampling pass's
+words (16,384 or more) come from numpy's SFC64 seeded by one word of the generator: a 4,096 x
+128 block of normals 0.88 -> 0.72 ms.
 
 What it changes: each value comes from a discrete distribution of 65,536 atoms, the quantiles at
 probabilities ``(i + 0.5) / 65536``. For the hidden layers' bf16 inputs this is finer than bf16's
@@ -25,6 +27,7 @@ from __future__ import annotations
 import math
 from functools import cache
 
+import numpy as np
 import torch
 
 from synthkit.nn.blocks import gumbel_noise
@@ -46,10 +49,30 @@ def _table(kind: str, dtype: torch.dtype, device: str) -> torch.Tensor:
     return values.to(dtype=dtype, device=device)
 
 
+#: Draws of at least this many 64-bit words (a sampling pass's) come from a stream that one
+#: word of the generator seeds (see :func:`_random_words`); smaller ones (a training step's)
+#: straight from the generator.
+_STREAM_WORDS = 16_384
+
+
+def _random_words(count: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``count`` uniformly random 64-bit words (int64).
+
+    On a CPU, a draw of at least :data:`_STREAM_WORDS` words takes one word from ``generator``
+    to seed numpy's SFC64, which fills the rest at ~1.8 ns a word (releasing the GIL) where
+    torch's Mersenne twister takes ~3.8 ns; seeding SFC64 costs ~11 us, so smaller draws (and
+    other devices) use ``generator`` itself. Either way the words follow from its state."""
+    if device.type != "cpu" or count < _STREAM_WORDS:
+        words = torch.empty(count, dtype=torch.int64, device=device)
+        return words.random_(-(2**63), None, generator=generator)  # the full 64-bit range
+    seed = torch.empty((), dtype=torch.int64).random_(-(2**63), None, generator=generator)
+    stream = np.random.SFC64(int(seed) % 2**64)
+    return torch.from_numpy(stream.random_raw(count).view(np.int64))
+
+
 def _uniform_indices(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """``n`` independent uniform integers in [0, 65536) as int32: four per 64-bit draw."""
-    words = torch.empty(math.ceil(n / 4), dtype=torch.int64, device=device)
-    words.random_(-(2**63), None, generator=generator)  # the full 64-bit range
+    """``n`` independent uniform integers in [0, 65536) as int32: four per 64-bit word."""
+    words = _random_words(math.ceil(n / 4), generator, device)
     return words.view(torch.int16)[:n].to(torch.int32).add_(_ATOMS // 2)
 
 
@@ -109,8 +132,7 @@ def coin_draws(
     if device.type != "cpu":
         return torch.randint(0, 2, tuple(shape), generator=generator, device=device, dtype=dtype).mul_(high)
     n = math.prod(shape)
-    words = torch.empty(math.ceil(n / 64), dtype=torch.int64, device=device)
-    words.random_(-(2**63), None, generator=generator)  # the full 64-bit range
+    words = _random_words(math.ceil(n / 64), generator, device)
     byte_values = words.view(torch.uint8)[: math.ceil(n / 8)].to(torch.int32)
     table = _coin_table(float(high), dtype, str(device))
     return table.index_select(0, byte_values).view(-1)[:n].view(tuple(shape))
