@@ -186,7 +186,7 @@ def test_a_known_width_starts_every_worker_at_once():
         with lock:
             active[0] += 1
             entered.append(active[0])
-        time.sleep(0.02)
+        time.sleep(0.05)  # a block takes 0.2 s: the other worker starts well within it
         with lock:
             active[0] -= 1
         return torch.rand(k, 3, generator=gen)
