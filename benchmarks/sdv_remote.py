@@ -93,8 +93,9 @@ def fit(folder: Path, out: Path, tables: list[str], family: str, epochs: int, se
 
 
 def score(folder: Path, out: Path, tables: list[str], family: str, section: str,
-          threads: int | None) -> None:
-    """Score SDV's remote sample and a synthkit fit made here; write a results section."""
+          threads: int | None, results: Path | None = None) -> list[dict]:
+    """Score SDV's remote sample and a synthkit fit made here; write a results section (into
+    ``results``, default ``benchmarks/results``, then RESULTS.md is rebuilt) and return its rows."""
     import pandas as pd
     import polars as pl
     import torch
@@ -124,11 +125,13 @@ def score(folder: Path, out: Path, tables: list[str], family: str, section: str,
               f"sample {rate:,.0f} rows/s", flush=True)
         rows.append(record | {"ours_quality": our_quality, "ours_fit_s": fit_s,
                               "ours_rate": rate, "theirs_quality": their_quality})
-    write_section(rows, section, threads or torch.get_num_threads())
+    write_section(rows, section, threads or torch.get_num_threads(), results)
+    return rows
 
 
-def write_section(rows: list[dict], section: str, threads: int) -> None:
-    """``benchmarks/results/<section>.md`` and ``.json``, then RESULTS.md rebuilt."""
+def write_section(rows: list[dict], section: str, threads: int, results: Path | None = None) -> None:
+    """``<results>/<section>.md`` and ``.json``; RESULTS.md rebuilt when ``results`` is the
+    default ``benchmarks/results``."""
     sys.path.insert(0, str(HERE))
     import tabular
 
@@ -152,10 +155,12 @@ def write_section(rows: list[dict], section: str, threads: int) -> None:
             f"| {row['table']} | {LABELS[row['family']]} ({row['epochs']} epochs) | "
             f"{row['ours_quality']:.4f} | {row['theirs_quality']:.4f} | {row['ours_fit_s']:.1f} | "
             f"{row['fit_s']:.1f} | {row['ours_rate']:,.0f} | {row['sample_rows_per_s']:,.0f} |")
-    results = HERE / "results"
+    default = results is None
+    results = HERE / "results" if results is None else results
     (results / f"{section}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (results / f"{section}.json").write_text(json.dumps(rows, indent=1))
-    tabular.rebuild_results()
+    if default:
+        tabular.rebuild_results()
 
 
 def main() -> None:
