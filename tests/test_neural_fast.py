@@ -68,6 +68,88 @@ def test_critic_input_gradient_in_eval_mode_has_no_dropout():
     torch.testing.assert_close(got, want.reshape(-1, d.packed_dim))
 
 
+def _autograd_critic_loss(d, fake, real, gen, dtype):
+    """The critic's WGAN-GP loss as the autograd step builds it, and its weight gradients."""
+    weights = d.weights(dtype)
+    score_fake, score_real = d(torch.cat([fake, real]), gen, weights).float().chunk(2)
+    packs = real.shape[0] // d.pac
+    alpha = torch.rand(packs, 1, generator=gen)
+    mixed = torch.lerp(fake.reshape(packs, -1), real.reshape(packs, -1), alpha)
+    norm = d.input_gradient(mixed, gen, weights).float().norm(2, dim=1)
+    loss = score_fake.mean() - score_real.mean() + 10.0 * ((norm - 1.0) ** 2).mean()
+    d.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.detach(), _param_grads(d)
+
+
+@pytest.mark.parametrize("dims", [(32, 16), (24,), (16, 12, 8)])
+def test_written_out_critic_step_gives_autograds_gradients(dims):
+    """The CPU critic step without autograd: same loss, same gradients for every weight and
+    bias (the masks drawn in the same order from the same seed), for stacks of any depth; with
+    bf16 products, the same within bf16 rounding."""
+    from synthkit.generators.tabular.ctgan_critic import critic_step
+
+    torch.manual_seed(0)
+    d = CTGANDiscriminatorNet(9, dims, pac=5).train()
+    fake, real = torch.randn(60, 9), torch.randn(60, 9)
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        want_loss, want = _autograd_critic_loss(d, fake, real, torch.Generator().manual_seed(3), dtype)
+        gen = torch.Generator().manual_seed(3)
+        loss = critic_step(d, fake, real, lambda like, gen=gen: ctgan_module._dropout_mask(like, gen),
+                           lambda packs, gen=gen: torch.rand(packs, 1, generator=gen), 10.0, dtype)
+        torch.testing.assert_close(loss, want_loss, rtol=tolerance, atol=1e-6)
+        for p, w in zip(d.parameters(), want, strict=True):
+            assert p.grad is not None and p.grad.dtype == torch.float32
+            assert (p.grad - w).norm() <= tolerance * w.norm() + 1e-6
+
+
+def test_written_out_critic_step_at_a_zero_input_gradient():
+    """All-zero critic weights give a zero input gradient: the penalty's gradient there is 0
+    (as autograd's norm takes it), not NaN."""
+    from synthkit.generators.tabular.ctgan_critic import critic_step
+
+    d = CTGANDiscriminatorNet(4, (6,), pac=2).train()
+    with torch.no_grad():
+        for p in d.parameters():
+            p.zero_()
+    gen = torch.Generator().manual_seed(0)
+    loss = critic_step(d, torch.randn(8, 4), torch.randn(8, 4),
+                       lambda like: ctgan_module._dropout_mask(like, gen),
+                       lambda packs: torch.rand(packs, 1, generator=gen), 10.0)
+    assert torch.isclose(loss, torch.tensor(10.0))  # (0 - 1)² · λ
+    assert all(torch.isfinite(p.grad).all() for p in d.parameters())
+
+
+def test_cpu_fit_uses_the_written_out_critic_step_unless_compiled(wage_small, monkeypatch):
+    """A plain CPU fit takes the written-out critic step; a compiled one keeps autograd."""
+    from synthkit.generators.tabular import ctgan_critic
+
+    calls: list[torch.dtype] = []
+    original = ctgan_critic.critic_step
+
+    def spy(*args, **kwargs):
+        calls.append(args[-1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ctgan_module, "critic_step", spy)
+    CTGANGenerator(**FAST, epochs=1).fit(wage_small.head(300))
+    assert len(calls) == 3  # 300 rows, batches of 100: three critic steps
+
+    import synthkit as sk
+    from synthkit.generators.neural import encode_table
+
+    table = wage_small.head(100)
+    for compiled in (False, True):
+        config = ctgan_module.CTGANConfig(**FAST, compile=compiled)
+        encoder, matrix = encode_table(table, sk.infer_schema(table), config, "fingerprint")
+        cond = sum(b.width for b in encoder.discrete)
+        task = ctgan_module._CTGANTask(
+            config, encoder, matrix,
+            ctgan_module.CTGANGeneratorNet(32 + cond, (64, 64), encoder.width),
+            CTGANDiscriminatorNet(encoder.width + cond, (64, 64), 10), torch.device("cpu"))
+        assert task.written_critic is not compiled
+
+
 def _mixture_cdf(grid, weights, means, variances):
     from scipy.stats import norm
 

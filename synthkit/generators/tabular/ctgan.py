@@ -35,7 +35,9 @@ Notes on how this fits the shared :class:`~synthkit.nn.Trainer`:
   a finished run can be trained for more epochs.
 * On a CPU the latent codes, Gumbel noise and dropout masks come from :mod:`synthkit.nn.draws`
   (16-bit inverse transform normals and Gumbel values, dropout bits 64 to a draw), in training
-  as in sampling: the exact Mersenne-twister draws took ~5% of a step.
+  as in sampling: the exact Mersenne-twister draws took ~5% of a step. A plain CPU critic step
+  runs written out (:mod:`.ctgan_critic`: the WGAN-GP loss's weight gradients in closed form,
+  no autograd graph); private, CUDA and compiled runs keep autograd.
 
 Conditional sampling sets the conditional vector to the asked category. CTGAN's vector names
 one column at a time, so with several conditions the first discrete one is set and the base
@@ -70,6 +72,7 @@ from synthkit.generators.neural import (
     run_fingerprint,
     save_encoder,
 )
+from synthkit.generators.tabular.ctgan_critic import critic_step
 from synthkit.nn import (
     StepContext,
     Trainer,
@@ -82,6 +85,7 @@ from synthkit.nn import (
 from synthkit.nn.blocks import OneHotBlocks
 from synthkit.nn.chunks import sample_chunks
 from synthkit.nn.draws import coin_draws, gumbel_draws, normal_draws
+from synthkit.nn.optim import adam_step
 from synthkit.nn.precision import linear_split_t, sampling_dtype
 from synthkit.prepare.neural import NeuralTableEncoder
 from synthkit.schema import Schema
@@ -529,6 +533,9 @@ class _CTGANTask(TrainingTask):
         self.d = discriminator_net
         self.device = device
         self.private = config.dp is not None
+        #: plain CPU critic steps written out (ctgan_critic); off for compiled networks, whose
+        #: compiled forward only the autograd step calls
+        self.written_critic = not config.compile
         self.activate = _Activation(encoder, device)
         self.opt_g = adam(
             self.g.parameters(),
@@ -604,6 +611,15 @@ class _CTGANTask(TrainingTask):
                     fake_in = torch.cat([fake, cond], dim=1)
                     real_cond, real_slots = self._shuffled(cond, slots, gen)
                     real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
+                if self.written_critic and ctx.device.type == "cpu":
+                    # the same gradients without autograd (:mod:`.ctgan_critic`)
+                    loss_d = critic_step(
+                        self.d, fake_in, real_in, lambda like: _dropout_mask(like, gen),
+                        lambda packs: torch.rand(packs, 1, generator=gen, device=self.device),
+                        _GP_LAMBDA, dtype,
+                    )
+                    adam_step(self.opt_d)
+                    continue
                 weights = self.d.weights(dtype)
                 # one critic pass for both (it scores each pack on its own)
                 score_fake, score_real = self.d(torch.cat([fake_in, real_in]), gen, weights).float().chunk(2)
