@@ -120,34 +120,90 @@ def test_written_out_critic_step_at_a_zero_input_gradient():
     assert all(torch.isfinite(p.grad).all() for p in d.parameters())
 
 
-def test_cpu_fit_uses_the_written_out_critic_step_unless_compiled(wage_small, monkeypatch):
-    """A plain CPU fit takes the written-out critic step; a compiled one keeps autograd."""
-    from synthkit.generators.tabular import ctgan_critic
-
-    calls: list[torch.dtype] = []
-    original = ctgan_critic.critic_step
-
-    def spy(*args, **kwargs):
-        calls.append(args[-1])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ctgan_module, "critic_step", spy)
-    CTGANGenerator(**FAST, epochs=1).fit(wage_small.head(300))
-    assert len(calls) == 3  # 300 rows, batches of 100: three critic steps
-
+def _task(table, **options):
+    """A CTGAN training task on ``table`` with FAST's small networks."""
     import synthkit as sk
     from synthkit.generators.neural import encode_table
 
+    config = ctgan_module.CTGANConfig(**(FAST | options))
+    encoder, matrix = encode_table(table, sk.infer_schema(table), config, "fingerprint")
+    cond = sum(b.width for b in encoder.discrete)
+    torch.manual_seed(0)
+    g = ctgan_module.CTGANGeneratorNet(config.embedding_dim + cond, config.generator_dim, encoder.width)
+    d = CTGANDiscriminatorNet(encoder.width + cond, config.discriminator_dim, config.pac)
+    return ctgan_module._CTGANTask(config, encoder, matrix, g, d, torch.device("cpu"))
+
+
+def _one_step_gradients(task, written, dtype, monkeypatch):
+    """Every gradient one training step hands its optimizers (which then update nothing), and
+    the generator's BatchNorm running statistics after it."""
+    import copy
+
+    import synthkit.nn.trainer as trainer_module
+    from synthkit.nn import StepContext
+
+    task = copy.deepcopy(task)
+    task.written_steps = written
+    seen: list[torch.Tensor] = []
+
+    def record(optimizer):
+        seen.extend(p.grad.clone() for group in optimizer.param_groups for p in group["params"])
+
+    monkeypatch.setattr(ctgan_module, "adam_step", record)
+    monkeypatch.setattr(trainer_module, "adam_step", record)
+    ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(7), dtype=dtype)
+    losses = task.train_step(torch.zeros(100, 1), ctx)
+    stats = [t.clone() for b in task.g.blocks for t in (b.bn.running_mean, b.bn.running_var)]
+    return losses, seen, stats
+
+
+@pytest.mark.parametrize("table_name", ["wage", "credit"])
+def test_written_out_steps_give_autograds_gradients(table_name, wage_small, credit, monkeypatch):
+    """One CTGAN step written out (critic and generator) hands Adam autograd's gradients and
+    moves BatchNorm's running statistics alike, on tables with alpha values, one-hot blocks and
+    null flags; with bf16 products the same within bf16 rounding."""
+    table = (wage_small if table_name == "wage" else credit).head(300)
+    task = _task(table)
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        want_losses, want, want_stats = _one_step_gradients(task, False, dtype, monkeypatch)
+        got_losses, got, got_stats = _one_step_gradients(task, True, dtype, monkeypatch)
+        for name in ("loss_d", "loss_g"):
+            torch.testing.assert_close(got_losses[name], want_losses[name], rtol=tolerance, atol=1e-5)
+        assert len(got) == len(want) == sum(1 for _ in task.d.parameters()) + sum(1 for _ in task.g.parameters())
+        # a linear layer's bias before BatchNorm has a zero gradient (the batch mean takes it
+        # away): autograd leaves rounding noise there, the written-out step (almost) zero
+        floor = 1e-3 * max(float(w.norm()) for w in want)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape and g.dtype == torch.float32
+            if w.norm() < floor:
+                assert g.norm() < floor
+            else:
+                assert (g - w).norm() <= tolerance * w.norm()
+        for g, w in zip(got_stats, want_stats, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-5)
+
+
+def test_cpu_fit_uses_the_written_out_steps_unless_compiled(wage_small, monkeypatch):
+    """A plain CPU fit takes the written-out steps; a compiled one keeps autograd."""
+    from synthkit.generators.tabular import ctgan_critic, ctgan_generator_step
+
+    calls: list[str] = []
+    critic, generator = ctgan_critic.critic_step, ctgan_generator_step.generator_step
+
+    def spy_critic(*args, **kwargs):
+        calls.append("critic")
+        return critic(*args, **kwargs)
+
+    def spy_generator(*args, **kwargs):
+        calls.append("generator")
+        return generator(*args, **kwargs)
+
+    monkeypatch.setattr(ctgan_module, "critic_step", spy_critic)
+    monkeypatch.setattr(ctgan_module, "generator_step", spy_generator)
+    CTGANGenerator(**FAST, epochs=1).fit(wage_small.head(300))
+    assert calls == ["critic", "generator"] * 3  # 300 rows, batches of 100: three steps
     table = wage_small.head(100)
-    for compiled in (False, True):
-        config = ctgan_module.CTGANConfig(**FAST, compile=compiled)
-        encoder, matrix = encode_table(table, sk.infer_schema(table), config, "fingerprint")
-        cond = sum(b.width for b in encoder.discrete)
-        task = ctgan_module._CTGANTask(
-            config, encoder, matrix,
-            ctgan_module.CTGANGeneratorNet(32 + cond, (64, 64), encoder.width),
-            CTGANDiscriminatorNet(encoder.width + cond, (64, 64), 10), torch.device("cpu"))
-        assert task.written_critic is not compiled
+    assert _task(table).written_steps and not _task(table, compile=True).written_steps
 
 
 def _mixture_cdf(grid, weights, means, variances):

@@ -37,7 +37,8 @@ Notes on how this fits the shared :class:`~synthkit.nn.Trainer`:
   (16-bit inverse transform normals and Gumbel values, dropout bits 64 to a draw), in training
   as in sampling: the exact Mersenne-twister draws took ~5% of a step. A plain CPU critic step
   runs written out (:mod:`.ctgan_critic`: the WGAN-GP loss's weight gradients in closed form,
-  no autograd graph); private, CUDA and compiled runs keep autograd.
+  no autograd graph), and so does a generator step (:mod:`.ctgan_generator_step`); private,
+  CUDA and compiled runs keep autograd.
 
 Conditional sampling sets the conditional vector to the asked category. CTGAN's vector names
 one column at a time, so with several conditions the first discrete one is set and the base
@@ -73,6 +74,7 @@ from synthkit.generators.neural import (
     save_encoder,
 )
 from synthkit.generators.tabular.ctgan_critic import critic_step
+from synthkit.generators.tabular.ctgan_generator_step import generator_step
 from synthkit.nn import (
     StepContext,
     Trainer,
@@ -533,9 +535,9 @@ class _CTGANTask(TrainingTask):
         self.d = discriminator_net
         self.device = device
         self.private = config.dp is not None
-        #: plain CPU critic steps written out (ctgan_critic); off for compiled networks, whose
-        #: compiled forward only the autograd step calls
-        self.written_critic = not config.compile
+        #: plain CPU steps written out (ctgan_critic, ctgan_generator_step); off for compiled
+        #: networks, whose compiled forward only the autograd step calls
+        self.written_steps = not config.compile
         self.activate = _Activation(encoder, device)
         self.opt_g = adam(
             self.g.parameters(),
@@ -600,8 +602,10 @@ class _CTGANTask(TrainingTask):
         n = pac * max(batch.shape[0] // pac, 2 if pac == 1 else 1)  # BatchNorm needs 2+ rows
         gen = ctx.generator
         dtype = ctx.dtype  # bf16 matrix products where they are fast, else fp32
+        written = self.written_steps and ctx.device.type == "cpu"
         # the generator's cast weights serve its passes of both halves (it changes only at the end)
-        g_weights = self.g.weights(dtype) if dtype != torch.float32 else None
+        with torch.set_grad_enabled(not written):
+            g_weights = self.g.weights(dtype) if dtype != torch.float32 else None
         self.d.requires_grad_(True)
         for _ in range(self.config.discriminator_steps):
             with ctx.autocast():  # CUDA mixed precision when the step itself runs in fp32
@@ -611,7 +615,7 @@ class _CTGANTask(TrainingTask):
                     fake_in = torch.cat([fake, cond], dim=1)
                     real_cond, real_slots = self._shuffled(cond, slots, gen)
                     real_in = torch.cat([self._real_rows(real_slots, n, gen), real_cond], dim=1)
-                if self.written_critic and ctx.device.type == "cpu":
+                if written:
                     # the same gradients without autograd (:mod:`.ctgan_critic`)
                     loss_d = critic_step(
                         self.d, fake_in, real_in, lambda like: _dropout_mask(like, gen),
@@ -626,6 +630,17 @@ class _CTGANTask(TrainingTask):
                 penalty = self._gradient_penalty(real_in, fake_in, gen, weights)
                 loss_d = score_fake.mean() - score_real.mean() + penalty
             ctx.optimize(loss_d, self.opt_d)
+        if written:  # the same gradients without autograd (:mod:`.ctgan_generator_step`)
+            cond, cols, slots = self._conditions(n, gen)
+            loss_g = generator_step(
+                list(self.g.blocks), self.g.out, self.d, self._g_input(cond, gen, dtype), cond,
+                (self.activate.alpha, self.activate.slots, self.activate.blocks,
+                 self.activate.restore, _TAU),
+                lambda raw: _gumbel(raw, gen), lambda like: _dropout_mask(like, gen),
+                self._condition_parts(cols, slots), dtype,
+            )
+            adam_step(self.opt_g)
+            return {"loss_d": loss_d.detach(), "loss_g": loss_g}
         self.d.requires_grad_(False)
         with ctx.autocast():
             cond, cols, slots = self._conditions(n, gen)
@@ -753,14 +768,24 @@ class _CTGANTask(TrainingTask):
         Vectorised over columns: each row's conditioned block is gathered into one padded
         ``(rows, widest discrete block)`` matrix (padding ``-inf``), so it is one cross-entropy.
         """
-        if cols is None or slots is None:
+        parts = self._condition_parts(cols, slots)
+        if parts is None:
             return raw.new_zeros((), dtype=torch.float32)
+        index, padding, target = parts
+        logits = raw.float().gather(1, index).masked_fill(padding, -torch.inf)
+        return F.cross_entropy(logits, target)
+
+    def _condition_parts(
+        self, cols: torch.Tensor | None, slots: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Where each row's conditioned block sits in the raw output, padded to the widest
+        block (``index``, ``padding``), and the named category within it (``target``)."""
+        if cols is None or slots is None:
+            return None
         width = self.cond_width[cols].unsqueeze(1)
         offsets = self.cond_offsets.unsqueeze(0)
-        index = (self.data_start[cols].unsqueeze(1) + offsets.clamp_max(width - 1))
-        logits = raw.float().gather(1, index).masked_fill(offsets >= width, -torch.inf)
-        target = slots - self.layout.cond_start[cols]
-        return F.cross_entropy(logits, target)
+        index = self.data_start[cols].unsqueeze(1) + offsets.clamp_max(width - 1)
+        return index, (offsets >= width).expand_as(index), slots - self.layout.cond_start[cols]
 
 
 def _slot_counts(matrix: np.ndarray, encoder: NeuralTableEncoder) -> np.ndarray:
