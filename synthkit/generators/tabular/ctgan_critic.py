@@ -33,6 +33,27 @@ def _layers(critic: nn.Module) -> tuple[list[nn.Linear], nn.Linear]:
     return hidden, critic.out  # type: ignore[attr-defined]
 
 
+def hidden_forward(
+    weights: list[tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    mask: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """The critic's hidden layers (Linear, LeakyReLU, dropout) on packed rows ``x``, as its
+    ``forward`` runs them (one mask per layer, drawn in order): the last activations, and each
+    layer's input, pre-activation and mask, which the written-out backward passes read."""
+    inputs, pre, masks = [], [], []
+    h = x
+    for weight, bias in weights:
+        inputs.append(h)
+        z = F.linear(h, weight, bias)
+        a = F.leaky_relu(z, _SLOPE)
+        m = mask(a)
+        pre.append(z)
+        masks.append(m)
+        h = a * m
+    return h, inputs, pre, masks
+
+
 @torch.no_grad()
 def critic_step(
     critic: nn.Module,
@@ -64,16 +85,7 @@ def critic_step(
     x = torch.cat([fake, real]).reshape(-1, packed_dim).to(dtype)
     packs_fake = fake.shape[0] * fake.shape[1] // packed_dim
     packs = x.shape[0]
-    inputs, pre, masks = [], [], []
-    h = x
-    for weight, bias in weights:
-        inputs.append(h)
-        z = F.linear(h, weight, bias)
-        a = F.leaky_relu(z, _SLOPE)
-        m = mask(a)
-        pre.append(z)
-        masks.append(m)
-        h = a * m
+    h, inputs, pre, masks = hidden_forward(weights, x, mask)
     score = F.linear(h, w_out, b_out).float()
     wasserstein = score[:packs_fake].mean() - score[packs_fake:].mean()
     # d loss / d score: +1/fake packs for fakes, -1/real packs for reals

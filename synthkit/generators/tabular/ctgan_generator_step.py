@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthkit.generators.tabular.ctgan_critic import hidden_forward
 from synthkit.nn.blocks import OneHotBlocks
 
 _SLOPE = 0.2
@@ -92,15 +93,7 @@ def generator_step(
     hidden, c_out = list(critic.hidden), critic.out  # type: ignore[attr-defined]
     c_weights = [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in hidden]
     packed = torch.cat([fake, cond], dim=1).reshape(-1, critic.packed_dim).to(dtype)  # type: ignore[attr-defined]
-    pre, masks = [], []
-    hc = packed
-    for weight, bias in c_weights:
-        z = F.linear(hc, weight, bias)
-        a = F.leaky_relu(z, _SLOPE)
-        m = mask(a)
-        pre.append(z)
-        masks.append(m)
-        hc = a * m
+    hc, _, pre, masks = hidden_forward(c_weights, packed, mask)
     c_w_out = c_out.weight.to(dtype)
     score = F.linear(hc, c_w_out, c_out.bias.to(dtype)).float()
     packs = score.shape[0]
