@@ -538,6 +538,10 @@ class _CTGANTask(TrainingTask):
         #: plain CPU steps written out (ctgan_critic, ctgan_generator_step); off for compiled
         #: networks, whose compiled forward only the autograd step calls
         self.written_steps = not config.compile
+        # the networks as built (in a tuple, which a data-parallel trainer's swap of the task's
+        # network attributes for DDP replicas leaves alone): replicas all-reduce their gradients
+        # in autograd's backward pass, so a replicated step keeps autograd
+        self._built = (generator_net, discriminator_net)
         self.activate = _Activation(encoder, device)
         self.opt_g = adam(
             self.g.parameters(),
@@ -602,7 +606,8 @@ class _CTGANTask(TrainingTask):
         n = pac * max(batch.shape[0] // pac, 2 if pac == 1 else 1)  # BatchNorm needs 2+ rows
         gen = ctx.generator
         dtype = ctx.dtype  # bf16 matrix products where they are fast, else fp32
-        written = self.written_steps and ctx.device.type == "cpu"
+        written = (self.written_steps and ctx.device.type == "cpu"
+                   and self.g is self._built[0] and self.d is self._built[1])
         # the generator's cast weights serve its passes of both halves (it changes only at the end)
         with torch.set_grad_enabled(not written):
             g_weights = self.g.weights(dtype) if dtype != torch.float32 else None
