@@ -29,9 +29,9 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: SDV's synthesizer per family, as ``tabular.FAMILIES`` names it: ``fit`` runs where neither
+#: synthkit nor polars (which tabular.py imports) is installed, so it cannot read that table
 SDV_CLASSES = {"ctgan": "CTGANSynthesizer", "tvae": "TVAESynthesizer"}
-SYNTHKIT_NAMES = {"ctgan": "tabular/ctgan", "tvae": "tabular/tvae"}
-LABELS = {"ctgan": "CTGAN", "tvae": "TVAE"}
 
 
 def export(folder: Path, tables: list[str]) -> None:
@@ -117,13 +117,15 @@ def score(folder: Path, out: Path, tables: list[str], family: str, section: str,
         theirs = pl.from_pandas(pd.read_parquet(out / f"{table}-{family}-sdv.parquet"))
         their_quality = tabular.quality(real, theirs, metadata)
         print(f"{table}: SDV {family} quality {their_quality:.4f}", flush=True)
+        label, name, theirs, _ = tabular.FAMILIES[family]
+        assert theirs == SDV_CLASSES[family], "SDV_CLASSES must follow tabular.FAMILIES"
         fit_s, rate, ours = tabular.bench_synthkit(
-            SYNTHKIT_NAMES[family], real, schema, record["seed"],
+            name, real, schema, record["seed"],
             {"epochs": record["epochs"], "progress": False}, record["speed_rows"])
         our_quality = tabular.quality(real, ours, metadata)
         print(f"{table}: synthkit {family} quality {our_quality:.4f} fit {fit_s:.1f} s "
               f"sample {rate:,.0f} rows/s", flush=True)
-        rows.append(record | {"ours_quality": our_quality, "ours_fit_s": fit_s,
+        rows.append(record | {"label": label, "ours_quality": our_quality, "ours_fit_s": fit_s,
                               "ours_rate": rate, "theirs_quality": their_quality})
     write_section(rows, section, threads or torch.get_num_threads(), results)
     return rows
@@ -152,7 +154,7 @@ def write_section(rows: list[dict], section: str, threads: int, results: Path | 
     ]
     for row in rows:
         lines.append(
-            f"| {row['table']} | {LABELS[row['family']]} ({row['epochs']} epochs) | "
+            f"| {row['table']} | {row['label']} ({row['epochs']} epochs) | "
             f"{row['ours_quality']:.4f} | {row['theirs_quality']:.4f} | {row['ours_fit_s']:.1f} | "
             f"{row['fit_s']:.1f} | {row['ours_rate']:,.0f} | {row['sample_rows_per_s']:,.0f} |")
     default = results is None

@@ -474,6 +474,7 @@ class _Activation:
         alpha = [p for b in encoder.blocks if b.kind == "alpha" for p in range(b.start, b.start + b.width)]
         softmax = [(b.start, b.width) for b in encoder.blocks if b.kind == "softmax"]
         self.width = encoder.width
+        self.tau = _TAU
         self.alpha = torch.as_tensor(alpha, dtype=torch.long, device=device)
         self.blocks = OneHotBlocks([width for _, width in softmax], device)
         slots = [start + i for start, width in softmax for i in range(width)]
@@ -491,12 +492,19 @@ class _Activation:
         categorical distribution (the Gumbel-max trick), which sampling needs: a plain argmax
         would always pick each block's most likely slot and flatten the categories' frequencies.
         """
+        return self.parts(raw, generator)[2]
+
+    def parts(
+        self, raw: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(tanh of the alpha columns, softmax of the one-hot slots, the activated row in
+        encoded order)``: the written-out generator step reads the first two back."""
         raw = raw.float()
         # the noise is drawn per encoded column, not per padded slot (fewer random numbers)
-        noisy = (raw + _gumbel(raw, generator)) / _TAU if generator is not None else raw
-        parts = [torch.tanh(raw.index_select(1, self.alpha)),
-                 self.blocks.softmax(noisy.index_select(1, self.slots))]
-        return torch.cat(parts, dim=1).index_select(1, self.restore)
+        noisy = (raw + _gumbel(raw, generator)) / self.tau if generator is not None else raw
+        t = torch.tanh(raw.index_select(1, self.alpha))
+        p = self.blocks.softmax(noisy.index_select(1, self.slots))
+        return t, p, torch.cat([t, p], dim=1).index_select(1, self.restore)
 
     def decodable(self, raw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """What decoding reads, for sampling: ``tanh`` on alpha values and Gumbel-perturbed
@@ -639,9 +647,7 @@ class _CTGANTask(TrainingTask):
             cond, cols, slots = self._conditions(n, gen)
             loss_g = generator_step(
                 list(self.g.blocks), self.g.out, self.d, self._g_input(cond, gen, dtype), cond,
-                (self.activate.alpha, self.activate.slots, self.activate.blocks,
-                 self.activate.restore, _TAU),
-                lambda raw: _gumbel(raw, gen), lambda like: _dropout_mask(like, gen),
+                self.activate, gen, lambda like: _dropout_mask(like, gen),
                 self._condition_parts(cols, slots), dtype,
             )
             adam_step(self.opt_g)

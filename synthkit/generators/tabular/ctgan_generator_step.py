@@ -21,13 +21,13 @@ CUDA and compiled runs keep autograd.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from synthkit.generators.tabular.ctgan_critic import hidden_forward
-from synthkit.nn.blocks import OneHotBlocks
 
 _SLOPE = 0.2
 
@@ -51,8 +51,8 @@ def generator_step(
     critic: nn.Module,
     x: torch.Tensor,
     cond: torch.Tensor,
-    activation: tuple[torch.Tensor, torch.Tensor, OneHotBlocks, torch.Tensor, float],
-    noise: Callable[[torch.Tensor], torch.Tensor],
+    activation: Any,
+    generator: torch.Generator | None,
     mask: Callable[[torch.Tensor], torch.Tensor],
     condition: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
     dtype: torch.dtype = torch.float32,
@@ -61,14 +61,15 @@ def generator_step(
 
     ``blocks`` are the residual blocks (``.fc`` Linear, ``.bn`` BatchNorm1d) and ``out`` the
     output layer; ``x`` the generator's input (noise and conditional vector) and ``cond`` the
-    conditional vector the critic reads beside each row. ``activation`` is ``(alpha columns,
-    one-hot slot columns, their blocks, restore order, tau)``; ``noise(raw)`` draws Gumbel values
-    shaped like the raw output, ``mask(like)`` a critic dropout mask. ``condition`` is ``(index,
+    conditional vector the critic reads beside each row. ``activation`` is the task's
+    ``_Activation`` (its ``parts(raw, generator)`` draws the Gumbel noise and applies tanh and the
+    tempered softmax; its ``alpha``, ``slots``, ``blocks`` and ``tau`` lay the row out);
+    ``mask(like)`` draws a critic dropout mask. ``condition`` is ``(index,
     padding, target)`` of the conditioned blocks' logits (``None`` without discrete columns).
     Products and BatchNorm run in ``dtype`` (BatchNorm's statistics in fp32), the activation and
     the losses in fp32, and the gradients handed to the optimizer are fp32.
     """
-    alpha, slots, one_hot, restore, tau = activation
+    alpha, slots, one_hot, tau = activation.alpha, activation.slots, activation.blocks, activation.tau
     rows = x.shape[0]
     # --- generator forward -----------------------------------------------------------------
     h = x.to(dtype)
@@ -84,10 +85,7 @@ def generator_step(
     raw = F.linear(h, w_out, out.bias.to(dtype)).float()
 
     # --- activation: tanh on alpha values, Gumbel softmax (tau) on one-hot slots -----------
-    noisy = (raw + noise(raw)) / tau
-    t = torch.tanh(raw.index_select(1, alpha))
-    p = one_hot.softmax(noisy.index_select(1, slots))
-    fake = torch.cat([t, p], dim=1).index_select(1, restore)
+    t, p, fake = activation.parts(raw, generator)
 
     # --- critic (frozen) forward and its input gradient ----------------------------------------
     hidden, c_out = list(critic.hidden), critic.out  # type: ignore[attr-defined]
