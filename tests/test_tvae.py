@@ -370,6 +370,40 @@ def test_written_out_step_gives_autograds_gradients(wage_small, credit, dims):
             assert (g - w).norm() <= 0.1 * w.norm() + 1e-6
 
 
+def test_written_out_step_trains_its_seated_parameters_as_per_parameter_adam_would(wage_small):
+    """The step seats both networks' parameters in one buffer and Adam updates it in one call:
+    the same weights, step for step, as Adam's own per-parameter update, in fp32 and bf16."""
+    from synthkit.generators.neural import adam
+    from synthkit.generators.tabular.tvae import _Layout
+    from synthkit.generators.tabular.tvae_step import TVAEStep
+    from synthkit.nn.optim import adam_step
+    from synthkit.prepare.neural import NeuralTableEncoder
+
+    table = wage_small.head(300)
+    encoding = NeuralTableEncoder(seed=0).fit(table, sk.infer_schema(table))
+    data = torch.as_tensor(encoding.transform(table))
+    layout = _Layout.of(encoding.blocks, encoding.width, torch.device("cpu"))
+    for dtype in (torch.float32, torch.bfloat16):
+        nets = []
+        for one_call in (True, False):
+            torch.manual_seed(0)
+            enc = TVAEEncoderNet(encoding.width, (32, 24), 16)
+            dec = TVAEDecoderNet(16, (24, 32), encoding.width, layout.n_alpha)
+            opt = adam([*enc.parameters(), *dec.parameters()], lr=1e-3, weight_decay=1e-5)
+            step = TVAEStep(enc, dec, layout.alpha, layout.slots, layout.blocks, 2.0)
+            gen = torch.Generator().manual_seed(1)
+            for _ in range(6):
+                batch = data[torch.randperm(data.shape[0], generator=gen)[:100]]
+                step(batch, torch.randn(100, 16, generator=gen), dtype)
+                adam_step(opt, step.flat if one_call else None)
+            assert step.flat is not None and step.flat.intact()
+            assert (step.flat.adam is not None) == one_call  # the one-call update ran
+            nets.append((enc, dec))
+        for a, b in zip(nets[0], nets[1], strict=True):
+            for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+                assert torch.equal(p, q), name
+
+
 def test_written_out_step_with_only_categories_or_only_numbers(wage_small):
     """No alpha value (categories only) and no one-hot block (quantile numbers without nulls)."""
     cats = wage_small.select(pl.col(pl.String)).head(200)

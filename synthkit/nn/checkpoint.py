@@ -49,7 +49,8 @@ class Checkpoint:
         tensors: dict[str, torch.Tensor] = {}
         for name, module in modules.items():
             for key, value in module.state_dict().items():
-                tensors[f"module.{name}.{key}"] = value.detach().cpu().contiguous()
+                # a copy: parameters may be views of one buffer (nn.flat), which safetensors refuses
+                tensors[f"module.{name}.{key}"] = value.detach().to("cpu", copy=True).contiguous()
         optim_meta = {}
         for name, optimizer in optimizers.items():
             opt_tensors, optim_meta[name] = optimizer_state(name, optimizer)

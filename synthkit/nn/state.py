@@ -59,7 +59,8 @@ def optimizer_state(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[s
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
                 tkey = f"optim.{name}.{pid}.{key}"
-                tensors[tkey] = value.detach().cpu().contiguous()
+                # a copy: states may be views of one buffer (nn.flat), which safetensors refuses
+                tensors[tkey] = value.detach().to("cpu", copy=True).contiguous()
                 meta[key] = {"tensor": tkey}
             else:
                 meta[key] = {"value": value}

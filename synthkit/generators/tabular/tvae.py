@@ -323,7 +323,7 @@ class TVAETrainingTask(TrainingTask):
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
             reconstruction, kl = self.written_step(batch, eps, ctx.dtype)
-            adam_step(self.optimizer)
+            adam_step(self.optimizer, self.written_step.flat)
             with torch.no_grad():
                 self.decoder.sigma.clamp_(_SIGMA_MIN, _SIGMA_MAX)
             loss = reconstruction + kl

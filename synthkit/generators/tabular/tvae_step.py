@@ -21,10 +21,13 @@ the compiled forward).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from synthkit.nn.blocks import OneHotBlocks
+from synthkit.nn.flat import FlatParameters
 from synthkit.nn.precision import fused_linear_relu, linear
 
 
@@ -33,12 +36,38 @@ def _linears(stack: nn.Module) -> list[nn.Linear]:
     return [m for m in stack.modules() if isinstance(m, nn.Linear)]
 
 
+def _stacked(first: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` equal-shaped 2-D views that lie one after another in one buffer, read as one
+    matrix of their rows stacked (a view, no copy)."""
+    rows, cols = first.shape
+    return torch.as_strided(first, (count * rows, cols), (cols, 1))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Views one step reads: weights in the products' dtype and where gradients go."""
+
+    flat: FlatParameters
+    enc_w: list[tuple[torch.Tensor, torch.Tensor]]
+    enc_g: list[tuple[torch.Tensor, torch.Tensor]]
+    heads_w: torch.Tensor
+    heads_g: torch.Tensor
+    heads_b: torch.Tensor
+    code: int
+    dec_w: list[tuple[torch.Tensor, torch.Tensor]]
+    dec_g: list[tuple[torch.Tensor, torch.Tensor]]
+    full_g: tuple[torch.Tensor, ...]
+
+
 class TVAEStep:
     """One TVAE optimisation step's gradients, written out (see the module docstring).
 
     ``encoder`` and ``decoder`` are :class:`TVAEEncoderNet` and :class:`TVAEDecoderNet`;
     ``alpha`` and ``slots`` are the encoded row's alpha positions and one-hot positions (block
-    by block, as ``blocks`` lays them out).
+    by block, as ``blocks`` lays them out). The first step seats both networks' parameters in
+    one buffer (:class:`~synthkit.nn.flat.FlatParameters`, :attr:`flat`): one cast gives every
+    bf16 weight, gradients land in place, and :func:`~synthkit.nn.optim.adam_step` given
+    :attr:`flat` updates them all in one call.
     """
 
     def __init__(
@@ -58,6 +87,53 @@ class TVAEStep:
         self.n_alpha = int(alpha.numel())
         self.blocks = blocks
         self.loss_factor = float(loss_factor)
+        self.flat: FlatParameters | None = None
+        self._plans: dict[torch.dtype, _Plan] = {}
+
+    def _seat(self) -> FlatParameters:
+        """The parameters in one buffer, in the order the step reads them: the bf16 products'
+        weights and biases first (hidden encoder layers, both heads' weights side by side,
+        hidden decoder layers), then the fp32 ones (the heads' biases side by side, the output
+        layer, the noise scales)."""
+        if self.flat is None or not self.flat.intact():
+            low: list[nn.Parameter] = []
+            for layer in self.hidden_enc:
+                low += [layer.weight, layer.bias]
+            low += [self.mu.weight, self.logvar.weight]
+            for layer in self.hidden_dec:
+                low += [layer.weight, layer.bias]
+            full = [self.mu.bias, self.logvar.bias, self.out.weight, self.out.bias, self.decoder.sigma]
+            self.flat = FlatParameters(low + full, low=len(low))
+        return self.flat
+
+    def _plan(self, dtype: torch.dtype) -> _Plan:
+        """The step's views of the seated parameters and gradients for ``dtype`` (built once
+        per seating: the same tensors every step)."""
+        flat = self._seat()
+        plan = self._plans.get(dtype)
+        if plan is not None and plan.flat is flat:
+            return plan
+        weights = flat.views(dtype)
+        grads = flat.low_grads(dtype)
+        n_enc, n_dec = len(self.hidden_enc), len(self.hidden_dec)
+        first_dec = 2 * n_enc + 2
+        full = first_dec + 2 * n_dec
+        plan = _Plan(
+            flat=flat,
+            enc_w=[(weights[2 * i], weights[2 * i + 1]) for i in range(n_enc)],
+            enc_g=[(grads[2 * i], grads[2 * i + 1]) for i in range(n_enc)],
+            # the heads' weights (their gradients, their biases) lie side by side: mu's view
+            # read as two stacked matrices is both heads
+            heads_w=_stacked(weights[2 * n_enc], 2),
+            heads_g=_stacked(grads[2 * n_enc], 2),
+            heads_b=torch.as_strided(weights[full], (2 * weights[full].numel(),), (1,)),
+            code=int(weights[2 * n_enc].shape[0]),
+            dec_w=[(weights[first_dec + 2 * i], weights[first_dec + 2 * i + 1]) for i in range(n_dec)],
+            dec_g=[(grads[first_dec + 2 * i], grads[first_dec + 2 * i + 1]) for i in range(n_dec)],
+            full_g=tuple(flat.grads[full:]),
+        )
+        self._plans[dtype] = plan
+        return plan
 
     @torch.no_grad()
     def __call__(
@@ -67,11 +143,16 @@ class TVAEStep:
         return the (weighted) reconstruction loss and the KL term, as autograd's step would."""
         rows = batch.shape[0]
         scale = self.loss_factor / rows
-        sigma = self.decoder.sigma
+        plan = self._plan(dtype)
+        flat = plan.flat
+        flat.refresh(dtype)  # every weight in the products' dtype: one cast
+        enc_w, enc_g, dec_w, dec_g = plan.enc_w, plan.enc_g, plan.dec_w, plan.dec_g
+        heads_w, heads_g, code = plan.heads_w, plan.heads_g, plan.code
+        mu_bg, lv_bg, out_wg, out_bg, sigma_g = plan.full_g
+        n_enc = len(enc_w)
+        sigma = self.decoder.sigma.detach()
 
         # --- encoder -----------------------------------------------------------------------
-        enc_w = [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in self.hidden_enc]
-        mu_w, lv_w = self.mu.weight.to(dtype), self.logvar.weight.to(dtype)
         inputs: list[torch.Tensor] = []
         h = batch.to(dtype)
         fused = fused_linear_relu(h)  # bf16 on a CPU with the fused kernel
@@ -79,22 +160,20 @@ class TVAEStep:
             inputs.append(h)
             h = linear(h, weight, bias, fused=fused, relu=True)
         inputs.append(h)
-        # two heads, two products: contiguous results (elementwise ops on a column slice of
-        # one product run several times slower)
-        mu = linear(h, mu_w, self.mu.bias.to(dtype), fused=fused).float()
-        logvar = linear(h, lv_w, self.logvar.bias.to(dtype), fused=fused).float()
+        # both heads in one product, each half widened to a contiguous fp32 matrix
+        heads = linear(h, heads_w, plan.heads_b, fused=fused)
+        mu, logvar = heads[:, :code].float().contiguous(), heads[:, code:].float().contiguous()
         std = logvar.mul(0.5).exp_()
         z = torch.addcmul(mu, eps, std)
 
         # --- decoder -----------------------------------------------------------------------
-        dec_w = [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in self.hidden_dec]
         h = z.to(dtype)
         for weight, bias in dec_w:
             inputs.append(h)
             h = linear(h, weight, bias, fused=fused, relu=True)
         last = h.float()  # the output layer runs in fp32 (a no-op cast in an fp32 step)
-        out_w = self.out.weight.index_select(0, self.order)
-        raw = torch.addmm(self.out.bias.index_select(0, self.order), last, out_w.t())
+        out_w = self.out.weight.detach().index_select(0, self.order)
+        raw = torch.addmm(self.out.bias.detach().index_select(0, self.order), last, out_w.t())
         target = batch.index_select(1, self.order)
 
         # --- loss and its gradient with respect to the outputs ----------------------------
@@ -104,14 +183,14 @@ class TVAEStep:
         if n_alpha:
             tanh = torch.tanh(raw[:, :n_alpha])
             diff = tanh - target[:, :n_alpha]  # prediction - target
-            inv_var = sigma.detach().square().reciprocal()
+            inv_var = sigma.square().reciprocal()
             sq = diff.square()
-            recon = recon + (sq.sum(0) * inv_var).sum() * 0.5 + torch.log(sigma.detach()).sum() * rows
+            sq_sum = sq.sum(0)
+            recon = recon + (sq_sum * inv_var).sum() * 0.5 + torch.log(sigma).sum() * rows
             # d/d raw: (tanh - t) (1 - tanh²) / σ²
             torch.mul(diff * (1.0 - tanh.square()), inv_var * scale, out=grad_raw[:, :n_alpha])
-            if sigma.requires_grad:
-                # d/d σ of Σ (t - tanh)² / (2σ²) + rows · log σ, over the batch
-                sigma.grad = (rows - sq.sum(0) * inv_var) * (scale / sigma.detach())
+            # d/d σ of Σ (t - tanh)² / (2σ²) + rows · log σ, over the batch
+            torch.mul(sq_sum.mul_(inv_var).neg_().add_(rows), scale / sigma, out=sigma_g)
         if self.blocks.n_blocks:
             logits, hot = raw[:, n_alpha:], target[:, n_alpha:]
             e, sums, shift = self.blocks._exp_sums(logits)
@@ -124,11 +203,10 @@ class TVAEStep:
                      - torch.dot(std_flat, std_flat))
 
         # --- backward ----------------------------------------------------------------------
-        grad_out_w = grad_raw.t() @ last
-        self.out.weight.grad = torch.empty_like(self.out.weight).index_copy_(0, self.order, grad_out_w)
-        self.out.bias.grad = torch.empty_like(self.out.bias).index_copy_(0, self.order, grad_raw.sum(0))
+        out_wg.index_copy_(0, self.order, grad_raw.t() @ last)
+        out_bg.index_copy_(0, self.order, grad_raw.sum(0))
         g = grad_raw @ out_w  # d/d h of the last hidden layer (fp32)
-        g = self._back(g.to(dtype), h, self.hidden_dec, dec_w, inputs[len(enc_w) + 1 :])
+        g = self._back(g.to(dtype), h, dec_w, dec_g, inputs[n_enc + 1 :])
         grad_z = g.float()
         # reparameterisation and KL: z = mu + eps * std, std = exp(logvar / 2)
         grad_mu = torch.add(grad_z, mu, alpha=1.0 / rows)
@@ -136,34 +214,43 @@ class TVAEStep:
         #           = std (rows · grad_z · eps + std) / (2 rows) - 1 / (2 rows)
         grad_lv = torch.addcmul(std, grad_z, eps, value=float(rows)).mul_(std)
         grad_lv.sub_(1.0).mul_(0.5 / rows)
-        h_enc = inputs[len(enc_w)]
-        grad_mu_low, grad_lv_low = grad_mu.to(dtype), grad_lv.to(dtype)
-        self.mu.weight.grad = (grad_mu_low.t() @ h_enc).float()
-        self.logvar.weight.grad = (grad_lv_low.t() @ h_enc).float()
-        self.mu.bias.grad, self.logvar.bias.grad = grad_mu.sum(0), grad_lv.sum(0)
-        if enc_w:
-            g = torch.addmm(grad_mu_low @ mu_w, grad_lv_low, lv_w)
-            self._back(g, h_enc, self.hidden_enc, enc_w, inputs[: len(enc_w)], first=True)
+        torch.sum(grad_mu, 0, out=mu_bg)
+        torch.sum(grad_lv, 0, out=lv_bg)
+        # both heads' gradients side by side in the products' dtype: one product gives both
+        # weights' gradients (a cat into another dtype is several times slower than two copies)
+        grad_heads = torch.empty((rows, 2 * code), dtype=dtype, device=batch.device)
+        grad_mu_low, grad_lv_low = grad_heads[:, :code], grad_heads[:, code:]
+        grad_mu_low.copy_(grad_mu)
+        grad_lv_low.copy_(grad_lv)
+        h_enc = inputs[n_enc]
+        torch.mm(grad_heads.t(), h_enc, out=heads_g)
+        if n_enc:
+            # the encoder's gradient as two products (one over both heads rounds differently
+            # in bf16 and, over six table-seed pairs, trained slightly worse models)
+            g = torch.addmm(grad_mu_low @ heads_w[:code], grad_lv_low, heads_w[code:])
+            self._back(g, h_enc, enc_w, enc_g, inputs[:n_enc], first=True)
+        flat.widen(dtype)
         return recon * scale, kl / rows
 
     @staticmethod
     def _back(
         grad: torch.Tensor,
         output: torch.Tensor,
-        layers: list[nn.Linear],
         weights: list[tuple[torch.Tensor, torch.Tensor]],
+        grads: list[tuple[torch.Tensor, torch.Tensor]],
         inputs: list[torch.Tensor],
         *,
         first: bool = False,
     ) -> torch.Tensor:
-        """Back through Linear+ReLU ``layers`` whose last output is ``output``: set their
-        gradients, return the gradient of their first input (none when ``first``)."""
-        for i in range(len(layers) - 1, -1, -1):
+        """Back through Linear+ReLU layers (``weights``, in the products' dtype) whose last
+        output is ``output``: write their gradients into ``grads``, return the gradient of
+        their first input (none when ``first``)."""
+        for i in range(len(weights) - 1, -1, -1):
             grad = torch.ops.aten.threshold_backward(grad, output, 0)  # ReLU: 0 where output <= 0
-            layers[i].weight.grad = (grad.t() @ inputs[i]).float()
+            torch.mm(grad.t(), inputs[i], out=grads[i][0])
             # summed in the products' dtype (its kernel accumulates in fp32, and a bf16 sum
             # skips a cast of the whole gradient): as precise as the bf16 weight gradient
-            layers[i].bias.grad = grad.sum(0).float()
+            torch.sum(grad, 0, out=grads[i][1])
             if i == 0 and first:
                 return grad
             grad = grad @ weights[i][0]
