@@ -191,3 +191,7 @@ def test_flat_parameters_views_and_reduced_precision_gradients():
     assert flat.low_grads(torch.float32)[0] is net[0].weight.grad  # fp32: written in place
     net[0].weight.data = net[0].weight.detach().clone()  # a parameter re-seated elsewhere
     assert not flat.intact()
+    frozen = _net()
+    frozen[2].bias.requires_grad_(False)
+    with pytest.raises(ValueError, match="trainable"):
+        FlatParameters(list(frozen.parameters()))

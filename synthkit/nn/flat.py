@@ -30,8 +30,9 @@ class FlatParameters:
     products: :meth:`low_grads` hands views of a buffer in that precision, :meth:`widen` copies
     it into ``grad`` in one op.
 
-    All parameters must share a device and a floating dtype. A module moved or a parameter
-    replaced afterwards unseats them: :meth:`intact` tells, and the owner builds a new one.
+    All parameters must be trainable and share a device and a floating dtype. A module moved
+    or a parameter replaced afterwards unseats them: :meth:`intact` tells, and the owner builds
+    a new one.
     """
 
     def __init__(self, params: Sequence[nn.Parameter], *, low: int = 0) -> None:
@@ -41,6 +42,9 @@ class FlatParameters:
         device, dtype = params[0].device, params[0].dtype
         if any(p.device != device or p.dtype != dtype for p in params):
             raise ValueError("FlatParameters needs parameters on one device in one dtype")
+        if not all(p.requires_grad for p in params):
+            # a frozen parameter would get a gradient buffer, and Adam would move it
+            raise ValueError("FlatParameters needs trainable parameters only")
         self.params = params
         self.shapes = [tuple(p.shape) for p in params]
         self.sizes = [p.numel() for p in params]

@@ -318,7 +318,8 @@ class TVAETrainingTask(TrainingTask):
         an autograd graph, products in ``ctx.dtype``); private and CUDA steps use autograd, as
         do networks the Trainer wrapped (DDP replicas all-reduce their gradients in autograd's
         backward pass)."""
-        plain = self.encoder is self.written_step.encoder and self.decoder is self.written_step.decoder
+        plain = (self.encoder is self.written_step.encoder and self.decoder is self.written_step.decoder
+                 and self.decoder.sigma.requires_grad)  # (frozen noise scales: private runs only)
         if ctx.private is None and ctx.device.type == "cpu" and plain and self.use_written_out:
             eps = torch.randn((batch.shape[0], self.encoder.mu.out_features),
                               generator=ctx.generator, device=ctx.device)
