@@ -88,25 +88,37 @@ def adam_step(optimizer: torch.optim.Optimizer, flat: FlatParameters | None = No
             exp_avgs.append(s["exp_avg"])
             exp_avg_sqs.append(s["exp_avg_sq"])
             steps.append(s["step"])
-        beta1, beta2 = group["betas"]
         torch._foreach_add_(steps, 1)
-        torch._fused_adam_(
-            params,
-            [p.grad for p in params],
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            steps,
-            amsgrad=False,
-            lr=float(group["lr"]),
-            beta1=float(beta1),
-            beta2=float(beta2),
-            weight_decay=float(group["weight_decay"]),
-            eps=float(group["eps"]),
-            maximize=False,
-            grad_scale=None,
-            found_inf=None,
-        )
+        _fused_adam(group, params, [p.grad for p in params], exp_avgs, exp_avg_sqs, steps)
+
+
+def _fused_adam(
+    group: dict,
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[torch.Tensor],
+) -> None:
+    """PyTorch's fused Adam kernel with ``group``'s hyperparameters (steps already counted)."""
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        amsgrad=False,
+        lr=float(group["lr"]),
+        beta1=float(beta1),
+        beta2=float(beta2),
+        weight_decay=float(group["weight_decay"]),
+        eps=float(group["eps"]),
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -172,24 +184,7 @@ def _flat_step(optimizer: torch.optim.Optimizer, flat: FlatParameters) -> bool:
     moments = _flat_moments(optimizer, flat)
     if moments is None:
         return False
-    group = optimizer.param_groups[0]
-    beta1, beta2 = group["betas"]
     moments.steps.add_(1)
-    torch._fused_adam_(
-        [flat.data],
-        [flat.grad],
-        [moments.exp_avg],
-        [moments.exp_avg_sq],
-        [],
-        [moments.first_step],
-        amsgrad=False,
-        lr=float(group["lr"]),
-        beta1=float(beta1),
-        beta2=float(beta2),
-        weight_decay=float(group["weight_decay"]),
-        eps=float(group["eps"]),
-        maximize=False,
-        grad_scale=None,
-        found_inf=None,
-    )
+    _fused_adam(optimizer.param_groups[0], [flat.data], [flat.grad], [moments.exp_avg],
+                [moments.exp_avg_sq], [moments.first_step])
     return True
