@@ -54,9 +54,9 @@ class FlatParameters:
         with torch.no_grad():
             for p, part in zip(params, self.data.split(self.sizes), strict=True):
                 part.copy_(p.detach().reshape(-1))
-        self.grads = [g.view(s) for g, s in zip(self.grad.split(self.sizes), self.shapes, strict=True)]
-        for p, part, grad in zip(params, self.data.split(self.sizes), self.grads, strict=True):
-            p.data = part.view(p.shape)
+        self.grads = self.split(self.grad)
+        for p, part, grad in zip(params, self.split(self.data), self.grads, strict=True):
+            p.data = part
             p.grad = grad
         self.n_low = sum(self.sizes[:low])
         self._low = low
@@ -66,6 +66,12 @@ class FlatParameters:
         self._views: dict[torch.dtype, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         #: Adam's flat moments seated in an optimizer's state (kept by :mod:`synthkit.nn.optim`)
         self.adam: Any = None
+
+    def split(self, buffer: torch.Tensor, count: int | None = None) -> list[torch.Tensor]:
+        """``buffer``, laid out as ``data`` (its first ``count`` parameters only, if given), as
+        one view per parameter shaped as the parameter."""
+        sizes = self.sizes if count is None else self.sizes[:count]
+        return [part.view(s) for part, s in zip(buffer.split(sizes), self.shapes, strict=False)]
 
     def intact(self) -> bool:
         """True while every parameter still lives in ``data`` and holds its view of ``grad``."""
@@ -81,7 +87,7 @@ class FlatParameters:
         cached = self._views.get(dtype)
         if cached is None:
             flat = self.data if dtype == self.data.dtype else torch.empty_like(self.data, dtype=dtype)
-            cached = (flat, [part.view(s) for part, s in zip(flat.split(self.sizes), self.shapes, strict=True)])
+            cached = (flat, self.split(flat))
             self._views[dtype] = cached
         return cached[1]
 
@@ -100,9 +106,7 @@ class FlatParameters:
             return self.grads[: self._low]
         if self._low_buffer is None or self._low_buffer.dtype != dtype:
             self._low_buffer = torch.empty(self.n_low, device=self.data.device, dtype=dtype)
-            self._low_views = [
-                g.view(s) for g, s in zip(self._low_buffer.split(self.sizes[: self._low]), self.shapes, strict=False)
-            ]
+            self._low_views = self.split(self._low_buffer, self._low)
         return self._low_views
 
     def widen(self, dtype: torch.dtype) -> None:

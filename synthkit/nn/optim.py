@@ -158,8 +158,7 @@ def _flat_moments(optimizer: torch.optim.Optimizer, flat: FlatParameters) -> _Fl
     if len(counts) > 1:
         return None
     exp_avg, exp_avg_sq = torch.zeros_like(flat.data), torch.zeros_like(flat.data)
-    m_views = [m.view(s) for m, s in zip(exp_avg.split(flat.sizes), flat.shapes, strict=True)]
-    v_views = [v.view(s) for v, s in zip(exp_avg_sq.split(flat.sizes), flat.shapes, strict=True)]
+    m_views, v_views = flat.split(exp_avg), flat.split(exp_avg_sq)
     # every parameter's step counter a view of one vector: one op counts them all (a
     # foreach add over fifteen scalars costs a third of Adam's kernel), and step() or a
     # checkpoint still sees one counter per parameter
