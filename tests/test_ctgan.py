@@ -183,6 +183,27 @@ def test_numerical_only_table(wage_small, numerical):
     assert ("coverage_modes" in last) == (numerical == "mode")
 
 
+@pytest.mark.parametrize("spread", [True, False])
+def test_repeated_values_are_spread_for_training(wage_small, monkeypatch, spread):
+    """spread_ties (the default) trains on year and age spread over their quantile stretches;
+    off, every copy of a value is one point."""
+    seen = {}
+    init = ctgan_module._CTGANTask.__init__
+
+    def recording(self, cfg, encoder, matrix, *args, **kwargs):
+        seen["matrix"], seen["encoder"] = matrix.copy(), encoder
+        init(self, cfg, encoder, matrix, *args, **kwargs)
+
+    monkeypatch.setattr(ctgan_module._CTGANTask, "__init__", recording)
+    data = wage_small.select("year", "age", "wage", "jobclass")
+    gen = CTGANGenerator(**{**FAST, "epochs": 1, "spread_ties": spread}).fit(data)
+    assert CTGANConfig().spread_ties
+    year = next(b.start for b in seen["encoder"].blocks if b.column == "year" and b.kind == "alpha")
+    distinct = np.unique(seen["matrix"][:, year]).size
+    assert (distinct > 500) if spread else (distinct == data["year"].n_unique())
+    assert set(gen.sample(200, seed=0)["year"].to_list()) <= set(data["year"].to_list())
+
+
 def test_nulls_and_booleans(credit):
     data = (
         credit.head(500)

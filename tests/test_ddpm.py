@@ -201,29 +201,6 @@ def test_fit_report(fitted):
     assert report["numerical_features"] == 4  # year, age, logwage, wage
 
 
-def test_tied_values_are_spread_over_their_quantile_stretch(wage_small):
-    """Dequantisation: a repeated value covers its whole CDF stretch and still decodes to itself."""
-    from synthkit.generators.neural import encode_table
-    from synthkit.generators.tabular.ddpm import _spread_ties
-
-    frame = wage_small.select("year", "age", "wage", "jobclass")
-    schema = sk.infer_schema(frame)
-    encoder, matrix = encode_table(frame, schema, DDPMConfig(), "sha256:00")
-    year = next(b.start for b in encoder.blocks if b.column == "year" and b.kind == "alpha")
-    before = matrix[:, year].copy()
-    spread = matrix.copy()
-    _spread_ties(encoder, frame, spread, seed=0)
-    assert np.unique(before).size == frame["year"].n_unique()  # one point per year before
-    assert np.unique(spread[:, year]).size > 500  # a continuum after
-    decoded = encoder.inverse_transform(spread)
-    for column in ("year", "age", "jobclass"):  # every point of a value's stretch decodes to it
-        assert decoded[column].equals(frame[column])
-    assert np.allclose(decoded["wage"].to_numpy(), frame["wage"].to_numpy(), rtol=1e-5)
-    again = matrix.copy()
-    _spread_ties(encoder, frame, again, seed=0)
-    assert np.array_equal(again, spread)  # seeded: a resumed run trains on the same matrix
-
-
 def test_x0_loss_weight_adds_a_cross_entropy(wage_small):
     plain = DDPMGenerator(**FAST, x0_loss_weight=0.0).fit(wage_small)
     plain = plain.fit_report_["training"]["history"][0]

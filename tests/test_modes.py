@@ -168,6 +168,32 @@ def test_quantile_normalizer_is_one_mode_with_bounded_knots():
     assert abs(np.mean(z * 5)) < 0.05 and np.std(z * 5) == pytest.approx(1.0, abs=0.1)
 
 
+def test_quantile_spread_draws_each_repeated_value_over_its_stretch():
+    """A zero-inflated count: the zeros fill their whole stretch of the scale (not its top
+    point), every spread value decodes back to itself, and a column without repeats keeps
+    transform's alpha without drawing."""
+    x = np.round(_rdata("modeldata", "mlc_churn", "number_vmail_messages"))
+    x[:5] = np.nan
+    q = QuantileNormalizer().fit(x)
+    rng = np.random.default_rng(0)
+    plain, _ = q.transform(x, rng=rng)
+    alpha = q.spread(x, rng=rng)
+    zeros = x == 0
+    assert zeros.mean() > 0.7 and np.unique(plain[zeros]).size == 1
+    share = np.mean(alpha[zeros][:, None] < np.quantile(alpha[zeros], [0.25, 0.5, 0.75])[None, :], axis=0)
+    assert np.allclose(share, [0.25, 0.5, 0.75], atol=0.03)  # uniform over the stretch's CDF
+    assert alpha[zeros].max() <= plain[zeros][0] + 1e-12  # the old point was the stretch's top
+    assert (alpha[:5] == 0).all() and np.abs(alpha).max() <= 0.99
+    seen = np.isfinite(x)
+    np.testing.assert_allclose(q.inverse(alpha[seen], np.zeros(seen.sum())), x[seen], atol=1e-6)
+    distinct = np.random.default_rng(1).normal(size=500)
+    q2 = QuantileNormalizer().fit(distinct)
+    state = np.random.default_rng(2)
+    before = state.bit_generator.state
+    np.testing.assert_array_equal(q2.spread(distinct, rng=state), q2.transform(distinct, rng=state)[0])
+    assert state.bit_generator.state == before
+
+
 @pytest.mark.parametrize("normalizer", [ModeNormalizer(seed=2), QuantileNormalizer()])
 def test_state_round_trip(normalizer):
     x = _rdata("ISLR", "Wage", "age")

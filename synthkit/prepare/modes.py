@@ -394,6 +394,29 @@ class QuantileNormalizer:
         alpha = np.where(missing, 0.0, np.clip(z, -ALPHA_LIMIT, ALPHA_LIMIT))
         return alpha, np.zeros(values.size, dtype=np.int64)
 
+    def spread(self, x: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+        """alpha of ``x`` with each repeated value spread uniformly over its stretch of the scale.
+
+        :meth:`transform` sends every copy of a repeated value (a year, a count, a zero of a
+        zero-inflated column) to one point, the top of the value's stretch of the CDF: a
+        network then has to hit a spike whose upper side decodes into the next value. A uniform
+        draw over the stretch (dequantisation) makes the distribution to learn smooth, and every
+        point of a stretch still decodes to the value itself. Missing values get alpha 0.
+        """
+        _check_fitted(self, "knots_")
+        values = _as_values(x)
+        seen = np.isfinite(values)
+        knots, probs = self.knots_, self.probs_
+        top = np.interp(values[seen], knots, probs)
+        bottom = -np.interp(-values[seen], -knots[::-1], -probs[::-1])
+        cdf = top
+        if (top - bottom > 1e-9).any():  # no draws where no value repeats: transform's alpha
+            cdf = bottom + (top - bottom) * rng.random(top.size)
+        alpha = np.zeros(values.size)
+        z = ndtri(self.EDGE + (1.0 - 2.0 * self.EDGE) * cdf) / self.Z_SCALE
+        alpha[seen] = np.clip(z, -ALPHA_LIMIT, ALPHA_LIMIT)
+        return alpha
+
     def inverse(self, alpha: np.ndarray, mode: np.ndarray) -> np.ndarray:
         """Values back from alpha (mode is ignored): the quantile of its CDF value.
 

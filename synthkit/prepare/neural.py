@@ -584,6 +584,19 @@ class NeuralTableEncoder:
             part.transform(df.get_column(part.column.name), block, rng)
         return out
 
+    def spread_ties(self, df: pl.DataFrame, matrix: np.ndarray, *, seed: int) -> None:
+        """Dequantise the quantile-encoded columns of ``matrix`` (:meth:`transform` of ``df``) in
+        place: every repeated value spread over its stretch of the scale
+        (:meth:`QuantileNormalizer.spread`), so a network learns a smooth distribution and
+        every point of a stretch still decodes to its value. Mode-encoded columns are kept."""
+        self._check_fitted()
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7D]))
+        for part, (lo, _) in zip(self.parts_, self.spans_, strict=True):
+            normalizer = getattr(part, "normalizer", None)
+            if isinstance(normalizer, QuantileNormalizer):
+                x = part.raw(df.get_column(part.column.name))
+                matrix[:, lo] = normalizer.spread(x, rng=rng)
+
     def inverse_transform(
         self, array: np.ndarray, *, rng: np.random.Generator | None = None
     ) -> pl.DataFrame:

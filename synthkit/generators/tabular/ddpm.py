@@ -48,7 +48,6 @@ import numpy as np
 import polars as pl
 import torch
 from pydantic import Field
-from scipy.special import ndtri
 
 from synthkit.errors import DataError
 from synthkit.generators.base import Generator
@@ -469,7 +468,8 @@ class DDPMGenerator(Generator):
             encoder, matrix, plan = encode_private(df, schema, cfg, self.data_fingerprint_)
         else:
             encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
-        _spread_ties(encoder, df, matrix, encoder_seed(cfg, self.data_fingerprint_))
+        # repeated values spread over their stretch of the quantile scale (dequantisation)
+        encoder.spread_ties(df, matrix, seed=encoder_seed(cfg, self.data_fingerprint_))
         layout = _Layout.of(encoder)
         data = layout.to_diffusion(matrix)
         n_train = data.shape[0] - int(round(data.shape[0] * cfg.validation_fraction))
@@ -674,36 +674,6 @@ class DDPMGenerator(Generator):
         load_module_state({_NET: net}, {k: v for k, v in tensors.items() if k.startswith(_NET + ".")})
         self.net_ = net.to(self.device_).eval()
         self.gaussian_, self.multinomial_ = _schedules(self.config, self.layout_, self.device_)
-
-
-def _spread_ties(
-    encoder: NeuralTableEncoder, df: pl.DataFrame, matrix: np.ndarray, seed: int
-) -> None:
-    """Spread tied values uniformly over their stretch of the quantile scale, in place.
-
-    The quantile transform sends every copy of a repeated value (a year, an age, a count) to
-    one point, the top of the value's stretch of the CDF; a Gaussian diffusion then learns a
-    few spikes, and its blur around each spike decodes half into the next value. A uniform
-    draw over the stretch (dequantisation) makes the training distribution smooth, and every
-    point of the stretch still decodes to the value itself.
-    """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7D]))
-    alpha_at = {b.column: b.start for b in encoder.blocks if b.kind == "alpha"}
-    for part in encoder.parts_:
-        normalizer = getattr(part, "normalizer", None)
-        if not isinstance(normalizer, QuantileNormalizer) or part.column.name not in alpha_at:
-            continue
-        x = part.raw(df.get_column(part.column.name))
-        seen = np.isfinite(x)
-        knots, probs = normalizer.knots_, normalizer.probs_
-        top = np.interp(x[seen], knots, probs)
-        bottom = -np.interp(-x[seen], -knots[::-1], -probs[::-1])
-        if not (top > bottom).any():
-            continue
-        cdf = bottom + (top - bottom) * rng.random(top.size)
-        edge, scale = QuantileNormalizer.EDGE, QuantileNormalizer.Z_SCALE
-        z = ndtri(edge + (1.0 - 2.0 * edge) * cdf) / scale
-        matrix[seen, alpha_at[part.column.name]] = np.clip(z, -ALPHA_LIMIT, ALPHA_LIMIT)
 
 
 def _net(cfg: DDPMConfig, layout: _Layout, *, cond: bool | None = None) -> DenoiserNet:
