@@ -390,9 +390,14 @@ class QuantileNormalizer:
         values = _as_values(x)
         missing = ~np.isfinite(values)
         cdf = np.interp(np.where(missing, self.knots_[0], values), self.knots_, self.probs_)
-        z = ndtri(self.EDGE + (1.0 - 2.0 * self.EDGE) * cdf) / self.Z_SCALE
-        alpha = np.where(missing, 0.0, np.clip(z, -ALPHA_LIMIT, ALPHA_LIMIT))
+        alpha = np.where(missing, 0.0, self._alpha(cdf))
         return alpha, np.zeros(values.size, dtype=np.int64)
+
+    def _alpha(self, cdf: np.ndarray) -> np.ndarray:
+        """CDF values to alpha: the normal score (CDF squeezed into [EDGE, 1 - EDGE]) scaled by
+        1 / Z_SCALE and clipped to the tanh range."""
+        z = ndtri(self.EDGE + (1.0 - 2.0 * self.EDGE) * cdf) / self.Z_SCALE
+        return np.clip(z, -ALPHA_LIMIT, ALPHA_LIMIT)
 
     def spread(self, x: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
         """alpha of ``x`` with each repeated value spread uniformly over its stretch of the scale.
@@ -413,8 +418,7 @@ class QuantileNormalizer:
         if (top - bottom > 1e-9).any():  # no draws where no value repeats: transform's alpha
             cdf = bottom + (top - bottom) * rng.random(top.size)
         alpha = np.zeros(values.size)
-        z = ndtri(self.EDGE + (1.0 - 2.0 * self.EDGE) * cdf) / self.Z_SCALE
-        alpha[seen] = np.clip(z, -ALPHA_LIMIT, ALPHA_LIMIT)
+        alpha[seen] = self._alpha(cdf)
         return alpha
 
     def inverse(self, alpha: np.ndarray, mode: np.ndarray) -> np.ndarray:
