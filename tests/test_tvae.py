@@ -336,8 +336,9 @@ def _autograd_and_written_out_grads(table, dims, dtype):
     from synthkit.prepare.neural import NeuralTableEncoder
 
     encoding = NeuralTableEncoder(seed=0).fit(table, sk.infer_schema(table))
-    batch = torch.as_tensor(encoding.transform(table))
-    layout = _Layout.of(encoding.blocks, encoding.width, torch.device("cpu"))
+    # the written-out step reads rows alpha values first, as the generator trains on them
+    order, layout = _Layout.alpha_first(encoding.blocks, encoding.width, torch.device("cpu"))
+    batch = torch.as_tensor(encoding.transform(table)[:, order])
     torch.manual_seed(0)
     enc = TVAEEncoderNet(encoding.width, dims, 16)
     dec = TVAEDecoderNet(16, dims, encoding.width, layout.n_alpha)
@@ -350,7 +351,7 @@ def _autograd_and_written_out_grads(table, dims, dtype):
     recon, kl = tvae_losses(raw, batch, dec.sigma, mu, logvar, layout, 2.0)
     want = [torch.zeros_like(p) if w is None else w  # sigma of a table without alpha values
             for p, w in zip(params, torch.autograd.grad(recon + kl, params, allow_unused=True), strict=True)]
-    got_recon, got_kl = TVAEStep(enc, dec, layout.alpha, layout.slots, layout.blocks, 2.0)(batch, eps, dtype)
+    got_recon, got_kl = TVAEStep(enc, dec, layout.n_alpha, layout.blocks, 2.0)(batch, eps, dtype)
     assert torch.allclose(got_recon, recon.detach(), rtol=1e-3) and torch.allclose(got_kl, kl.detach(), rtol=1e-2)
     return want, [torch.zeros_like(p) if p.grad is None and p.numel() == 0 else p.grad for p in params]
 
@@ -381,8 +382,8 @@ def test_written_out_step_trains_its_seated_parameters_as_per_parameter_adam_wou
 
     table = wage_small.head(300)
     encoding = NeuralTableEncoder(seed=0).fit(table, sk.infer_schema(table))
-    data = torch.as_tensor(encoding.transform(table))
-    layout = _Layout.of(encoding.blocks, encoding.width, torch.device("cpu"))
+    order, layout = _Layout.alpha_first(encoding.blocks, encoding.width, torch.device("cpu"))
+    data = torch.as_tensor(encoding.transform(table)[:, order])
     for dtype in (torch.float32, torch.bfloat16):
         nets = []
         for one_call in (True, False):
@@ -390,7 +391,7 @@ def test_written_out_step_trains_its_seated_parameters_as_per_parameter_adam_wou
             enc = TVAEEncoderNet(encoding.width, (32, 24), 16)
             dec = TVAEDecoderNet(16, (24, 32), encoding.width, layout.n_alpha)
             opt = adam([*enc.parameters(), *dec.parameters()], lr=1e-3, weight_decay=1e-5)
-            step = TVAEStep(enc, dec, layout.alpha, layout.slots, layout.blocks, 2.0)
+            step = TVAEStep(enc, dec, layout.n_alpha, layout.blocks, 2.0)
             gen = torch.Generator().manual_seed(1)
             for _ in range(6):
                 batch = data[torch.randperm(data.shape[0], generator=gen)[:100]]
@@ -402,6 +403,37 @@ def test_written_out_step_trains_its_seated_parameters_as_per_parameter_adam_wou
         for a, b in zip(nets[0], nets[1], strict=True):
             for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
                 assert torch.equal(p, q), name
+
+
+def test_training_rows_go_alpha_first_and_the_decoder_comes_back_in_encoded_order(wage_small):
+    """Training reorders the encoded row (alpha values, then one-hot slots block by block); the
+    decoder's output rows return to the encoded order that sampling reads, and a layout not in
+    that order keeps the task off the written-out step, which needs it."""
+    from synthkit.generators.tabular.tvae import _Layout, _restore_row_order
+    from synthkit.prepare.neural import NeuralTableEncoder
+
+    encoding = NeuralTableEncoder(seed=0).fit(wage_small, sk.infer_schema(wage_small))
+    encoded = _Layout.of(encoding.blocks, encoding.width, torch.device("cpu"))
+    order, layout = _Layout.alpha_first(encoding.blocks, encoding.width, torch.device("cpu"))
+    assert not encoded.is_alpha_first and layout.is_alpha_first  # wage interleaves them
+    assert sorted(order.tolist()) == list(range(encoding.width))
+    assert order[: layout.n_alpha].tolist() == encoded.alpha.tolist()
+    assert order[layout.n_alpha :].tolist() == encoded.slots.tolist()
+    assert layout.blocks.widths == encoded.blocks.widths
+
+    dec = TVAEDecoderNet(8, (12,), encoding.width, encoded.n_alpha)
+    out = dec.seq[-1]
+    weight, bias = out.weight.detach().clone(), out.bias.detach().clone()
+    with torch.no_grad():  # as trained: row j is the encoded row's column order[j]
+        out.weight.copy_(weight[order])
+        out.bias.copy_(bias[order])
+    _restore_row_order(dec, order)
+    assert torch.equal(out.weight, weight) and torch.equal(out.bias, bias)
+
+    enc = TVAEEncoderNet(encoding.width, (12,), 8)
+    args = {"learning_rate": 1e-3, "l2scale": 0.0, "loss_factor": 2.0}
+    assert TVAETrainingTask(enc, dec, layout, **args).use_written_out
+    assert not TVAETrainingTask(enc, dec, encoded, **args).use_written_out
 
 
 def test_written_out_step_with_only_categories_or_only_numbers(wage_small):

@@ -223,9 +223,14 @@ def trains_in_bf16(precision: str, device: str) -> bool:
     return resolve_device(device).type == "cpu"
 
 
-def run_fingerprint(config: NeuralConfig, data_fingerprint: str, encoder: NeuralTableEncoder) -> str:
-    """What a checkpoint must match to be resumed: model-shaping config, data and encoding."""
+def run_fingerprint(
+    config: NeuralConfig, data_fingerprint: str, encoder: NeuralTableEncoder, variant: str = ""
+) -> str:
+    """What a checkpoint must match to be resumed: model-shaping config, data and encoding
+    (and ``variant``, a family's note of how it trains, when it has one)."""
     h = hashlib.sha256()
+    if variant:
+        h.update(variant.encode())
     shaping = config.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
     h.update(json.dumps(shaping, sort_keys=True).encode())
     h.update(data_fingerprint.encode())

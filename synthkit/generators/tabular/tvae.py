@@ -103,10 +103,11 @@ class TVAEConfig(NeuralConfig):
         description="Matrix products of the hidden layers in training: 'auto' (the default) "
         "uses bf16 on a CPU where bf16 is fast (AMX tiles, AVX-512 BF16) and fp32 elsewhere (a "
         "CUDA GPU keeps its fp32 step under bf16 autocast); 'bfloat16' asks for it on any fast device, "
-        "'float32' never. The output layer, losses, gradients handed to Adam and the weights "
-        "stay fp32; never under dp. Over three seeds bf16 scored at least fp32's quality (wage "
-        "0.876 vs 0.865, credit_data 0.930 vs 0.929, mlc_churn 0.851 vs 0.843) in about 0.9x "
-        "its fit time.",
+        "'float32' never. The output layer runs in bf16 too except for the alpha values' "
+        "outputs; losses, gradients handed to Adam and the weights stay fp32; never under dp. "
+        "Over three seeds bf16 scored at least fp32's quality (wage 0.876 vs 0.865, credit_data "
+        "0.930 vs 0.929, mlc_churn 0.851 vs 0.843, argmax decoding, fp32 output layer) in about "
+        "0.9x its fit time.",
     )
 
 
@@ -187,9 +188,38 @@ class _Layout:
                               for p in range(b.start, b.start + b.width)]),
         )
 
+    @classmethod
+    def alpha_first(cls, blocks: list[OutputBlock], width: int, device: torch.device) -> tuple[np.ndarray, _Layout]:
+        """The encoded row's columns reordered for training, alpha values first and one-hot
+        slots after, block by block: ``(order, layout)``, where column ``j`` of the reordered
+        row is column ``order[j]`` of the encoded one and ``layout`` describes the reordered row.
+
+        Trained on reordered rows, the written-out step reads its targets and the output
+        layer's rows as two contiguous ranges (no gather of the batch, of the output layer or of
+        its gradient in every step); the decoder's output rows go back to the encoded order
+        after training (:func:`_restore_row_order`)."""
+        moved: list[OutputBlock] = []
+        order: list[int] = []
+        for kind in ("alpha", "softmax"):
+            for b in blocks:
+                if b.kind == kind:
+                    moved.append(OutputBlock(b.column, b.kind, b.role, len(order), b.width))
+                    order.extend(range(b.start, b.start + b.width))
+        if sorted(order) != list(range(width)):  # pragma: no cover - encoder invariant
+            raise ValueError("the encoded row's blocks do not tile its width")
+        return np.asarray(order, dtype=np.int64), cls.of(moved, width, device)
+
     @property
     def n_alpha(self) -> int:
         return int(self.alpha.numel())
+
+    @property
+    def is_alpha_first(self) -> bool:
+        """True when the alpha values are the row's first columns and the one-hot slots the
+        rest, block by block (the layout :meth:`alpha_first` makes, which the written-out
+        step needs)."""
+        positions = torch.cat([self.alpha, self.slots]).cpu()
+        return bool(torch.equal(positions, torch.arange(self.width)))
 
     def activate_(
         self, raw: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator,
@@ -290,14 +320,12 @@ class TVAETrainingTask(TrainingTask):
         self.decoder = decoder
         self.layout = layout
         self.loss_factor = loss_factor
-        #: plain CPU steps written out (tvae_step); off for compiled networks, whose compiled
-        #: forward only the autograd step calls
-        self.use_written_out = written_out
+        #: plain CPU steps written out (tvae_step) for rows laid out alpha values first; off
+        #: for compiled networks, whose compiled forward only the autograd step calls
+        self.use_written_out = written_out and layout.is_alpha_first
         params = list(encoder.parameters()) + list(decoder.parameters())
         self.optimizer = adam(params, lr=learning_rate, weight_decay=l2scale)
-        self.written_step = TVAEStep(
-            encoder, decoder, layout.alpha, layout.slots, layout.blocks, loss_factor
-        )
+        self.written_step = TVAEStep(encoder, decoder, layout.n_alpha, layout.blocks, loss_factor)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, _DECODER: self.decoder}
@@ -383,6 +411,21 @@ class TVAETrainingTask(TrainingTask):
         )
 
 
+#: How training reorders the encoded row, part of a checkpoint's fingerprint: a checkpoint
+#: written under another order (before the reordering) is not resumed.
+_TRAINING_ORDER = "rows: alpha values first, then one-hot slots"
+
+
+def _restore_row_order(decoder: TVAEDecoderNet, order: np.ndarray) -> None:
+    """Put the output layer's rows, trained in ``order`` (:meth:`_Layout.alpha_first`), back
+    in the encoded row's order, which sampling and saved models use."""
+    out = decoder.seq[-1]
+    inverse = torch.as_tensor(np.argsort(order), device=out.weight.device)
+    with torch.no_grad():
+        out.weight.copy_(out.weight.index_select(0, inverse))
+        out.bias.copy_(out.bias.index_select(0, inverse))
+
+
 class TVAEGenerator(Generator):
     """TVAE (Xu et al., 2019): a variational autoencoder for mixed-type tables."""
 
@@ -410,6 +453,9 @@ class TVAEGenerator(Generator):
             encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
             trainer = make_trainer(cfg, "tabular/tvae")
         layout = _Layout.of(encoder.blocks, encoder.width, trainer.device)
+        # both networks train on rows reordered alpha values first (see _Layout.alpha_first)
+        order, train_layout = _Layout.alpha_first(encoder.blocks, encoder.width, trainer.device)
+        matrix = np.ascontiguousarray(matrix[:, order])
         with seeded(cfg.seed):
             enc_net = TVAEEncoderNet(encoder.width, cfg.compress_dims, cfg.embedding_dim)
             dec_net = TVAEDecoderNet(
@@ -422,7 +468,7 @@ class TVAEGenerator(Generator):
         task = TVAETrainingTask(
             enc_net.to(trainer.device),
             dec_net.to(trainer.device),
-            layout,
+            train_layout,
             learning_rate=cfg.learning_rate,
             l2scale=cfg.l2scale,
             loss_factor=cfg.loss_factor,
@@ -430,8 +476,9 @@ class TVAEGenerator(Generator):
         )
         result = trainer.fit(
             task, matrix, resume=resume,
-            fingerprint=run_fingerprint(cfg, self.data_fingerprint_, encoder),
+            fingerprint=run_fingerprint(cfg, self.data_fingerprint_, encoder, _TRAINING_ORDER),
         )
+        _restore_row_order(dec_net, order)
         self.encoder_ = encoder
         self.decoder_ = dec_net.eval()
         self.layout_ = layout
