@@ -201,7 +201,8 @@ def test_resume_after_interrupt(wage_small, tmp_path, monkeypatch):
     training = gen.fit_report_["training"]
     assert training["resumed_from"] == 2 and training["epochs_run"] == 4
     assert [h["epoch"] for h in training["history"]] == [1, 2, 3, 4]
-    # a resumed run ends where an uninterrupted one does
+    # a resumed run ends where an uninterrupted one does (the steps' noise pools, which hold
+    # more than an epoch's draws here, are dropped at every epoch's start)
     straight = TVAEGenerator(**{**cfg, "checkpoint_dir": None}).fit(wage_small)
     assert [h["loss"] for h in training["history"]] == pytest.approx(
         [h["loss"] for h in straight.fit_report_["training"]["history"]], rel=1e-5

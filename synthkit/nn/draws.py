@@ -17,9 +17,9 @@ own grid except in the outermost tails: normals are truncated at ±4.33 (an exac
 beyond with probability 1.5e-5) and Gumbel values at [-2.46, 11.8] (so a category whose logit
 trails the leader's by more than 14, an exact probability below 1e-6, is never drawn). CTGAN's
 training draws its latent codes, Gumbel noise and dropout masks here too (about 5% of a CPU
-step on wage; over six seeds of three tables its quality was unchanged); TVAE's written-out
-step keeps ``torch.randn`` for the reparameterisation noise its gradients read. CUDA devices
-draw exactly (their Philox generator is fast).
+step on wage; over six seeds of three tables its quality was unchanged), and TVAE's written-out
+step its reparameterisation noise, a few steps' worth at a time. CUDA devices draw exactly
+(their Philox generator is fast).
 """
 
 from __future__ import annotations
