@@ -11,14 +11,11 @@ gradients here are autograd's (a test compares them), computed in a fixed order:
 - the loss's gradient with respect to the outputs is closed-form: ``(tanh(r) - t)(1 - tanh²(r))
   / σ²`` for alpha values, ``softmax(block) - target`` for one-hot slots, both times
   ``loss_factor / rows``; the KL term adds ``mu / rows`` and ``(exp(logvar) - 1) / (2 rows)``;
-- ``dtype=torch.bfloat16`` runs the products in bf16 where bf16 is fast: the hidden layers'
-  (forward and backward), the output layer's backward, and its forward for the one-hot slots'
-  logits. The alpha values' outputs, which meet noise scales down to 0.01, are computed in fp32
-  (a bf16 output is off by up to 2⁻⁹ of its size), as are the loss, the gradients handed to Adam
-  and the weights. The fp32 output layer had taken a seventh of a step on mlc_churn. SDMetrics
-  quality with the bf16 layer against the fp32 one: wage 0.955 vs 0.960 over seeds 0-8 (the
-  fp32 layer scored 0.954 on seeds 9-14: one seed's spread is about 0.01), credit_data 0.942
-  vs 0.941 and mlc_churn 0.926 vs 0.927 over seeds 0-2.
+- ``dtype=torch.bfloat16`` runs the hidden layers' products (forward and backward) in bf16
+  where bf16 is fast; the output layer, whose alpha values meet noise scales down to 0.01,
+  stays in fp32, as do the loss, the gradients handed to Adam and the weights. (A bf16 output
+  layer, alpha outputs excepted, saved 5-8% of a step on mlc_churn and scored the same on
+  wage, credit_data and mlc_churn, but 0.921 against 0.931 on diamonds' seed 0.)
 
 Used by :class:`~synthkit.generators.tabular.tvae.TVAETrainingTask` for plain steps on a CPU;
 private, CUDA, DDP and compiled runs keep autograd (Opacus' hooks, autocast, DDP's all-reduce,
@@ -62,9 +59,6 @@ class _Plan:
     code: int
     dec_w: list[tuple[torch.Tensor, torch.Tensor]]
     dec_g: list[tuple[torch.Tensor, torch.Tensor]]
-    out_w: torch.Tensor
-    out_b: torch.Tensor
-    out_g: tuple[torch.Tensor, torch.Tensor]
     full_g: tuple[torch.Tensor, ...]
 
 
@@ -105,8 +99,8 @@ class TVAEStep:
     def _seat(self) -> FlatParameters:
         """The parameters in one buffer, in the order the step reads them: those whose gradients
         come from the products in the step's dtype first (hidden encoder layers, both heads'
-        weights side by side, hidden decoder layers, the output layer), then the ones kept fp32
-        (the heads' biases side by side, the noise scales)."""
+        weights side by side, hidden decoder layers), then the ones kept fp32 (the heads' biases
+        side by side, the output layer, the noise scales)."""
         if self.flat is None or not self.flat.intact():
             low: list[nn.Parameter] = []
             for layer in self.hidden_enc:
@@ -114,8 +108,7 @@ class TVAEStep:
             low += [self.mu.weight, self.logvar.weight]
             for layer in self.hidden_dec:
                 low += [layer.weight, layer.bias]
-            low += [self.out.weight, self.out.bias]
-            full = [self.mu.bias, self.logvar.bias, self.decoder.sigma]
+            full = [self.mu.bias, self.logvar.bias, self.out.weight, self.out.bias, self.decoder.sigma]
             self.flat = FlatParameters(low + full, low=len(low))
         return self.flat
 
@@ -130,8 +123,7 @@ class TVAEStep:
         grads = flat.low_grads(dtype)
         n_enc, n_dec = len(self.hidden_enc), len(self.hidden_dec)
         first_dec = 2 * n_enc + 2
-        out = first_dec + 2 * n_dec
-        full = out + 2
+        full = first_dec + 2 * n_dec
         plan = _Plan(
             flat=flat,
             enc_w=[(weights[2 * i], weights[2 * i + 1]) for i in range(n_enc)],
@@ -144,9 +136,6 @@ class TVAEStep:
             code=int(weights[2 * n_enc].shape[0]),
             dec_w=[(weights[first_dec + 2 * i], weights[first_dec + 2 * i + 1]) for i in range(n_dec)],
             dec_g=[(grads[first_dec + 2 * i], grads[first_dec + 2 * i + 1]) for i in range(n_dec)],
-            out_w=weights[out],
-            out_b=weights[out + 1],
-            out_g=(grads[out], grads[out + 1]),
             full_g=tuple(flat.grads[full:]),
         )
         self._plans[dtype] = plan
@@ -166,7 +155,7 @@ class TVAEStep:
         flat.refresh(dtype)  # every weight in the products' dtype: one cast
         enc_w, enc_g, dec_w, dec_g = plan.enc_w, plan.enc_g, plan.dec_w, plan.dec_g
         heads_w, heads_g, code = plan.heads_w, plan.heads_g, plan.code
-        mu_bg, lv_bg, sigma_g = plan.full_g
+        mu_bg, lv_bg, out_wg, out_bg, sigma_g = plan.full_g
         n_enc, n_alpha = len(enc_w), self.n_alpha
         sigma = self.decoder.sigma.detach()
 
@@ -190,14 +179,14 @@ class TVAEStep:
             inputs.append(h)
             h = linear(h, weight, bias, fused=fused, relu=True)
 
-        # --- output layer, loss, and the loss's gradient with respect to the outputs -------
-        # (the gradient lands in the products' dtype, ready for the output layer's backward)
-        grad_raw = torch.empty((rows, n_alpha + self.blocks.n_slots), dtype=dtype, device=batch.device)
+        # --- output layer (fp32), loss, and the loss's gradient with respect to the outputs
+        last = h.float()  # (a no-op cast in an fp32 step)
+        out_w = self.out.weight.detach()
+        raw = torch.addmm(self.out.bias.detach(), last, out_w.t())
+        grad_raw = torch.empty_like(raw)
         recon = batch.new_zeros(())
         if n_alpha:
-            out = self.out.weight.detach()[:n_alpha]  # fp32 weights and product
-            raw = torch.addmm(self.out.bias.detach()[:n_alpha], h.float(), out.t())
-            tanh = torch.tanh(raw)
+            tanh = torch.tanh(raw[:, :n_alpha])
             diff = tanh - batch[:, :n_alpha]  # prediction - target
             inv_var = sigma.square().reciprocal()
             sq_sum = diff.square().sum(0)
@@ -207,8 +196,7 @@ class TVAEStep:
             # d/d σ of Σ (t - tanh)² / (2σ²) + rows · log σ, over the batch
             torch.mul(sq_sum.mul_(inv_var).neg_().add_(rows), scale / sigma, out=sigma_g)
         if self.blocks.n_blocks:
-            logits = linear(h, plan.out_w[n_alpha:], plan.out_b[n_alpha:], fused=fused).float()
-            hot = batch[:, n_alpha:]
+            logits, hot = raw[:, n_alpha:], batch[:, n_alpha:]
             e, sums, shift = self.blocks._exp_sums(logits)
             recon = recon + (torch.log(sums) + shift).sum() - (logits * hot).sum()
             probs = e.div_(self.blocks.expand(sums))
@@ -219,9 +207,9 @@ class TVAEStep:
                      - torch.dot(std_flat, std_flat))
 
         # --- backward ----------------------------------------------------------------------
-        torch.mm(grad_raw.t(), h, out=plan.out_g[0])
-        torch.sum(grad_raw, 0, out=plan.out_g[1])
-        g = self._back(grad_raw @ plan.out_w, h, dec_w, dec_g, inputs[n_enc + 1 :])
+        torch.mm(grad_raw.t(), last, out=out_wg)
+        torch.sum(grad_raw, 0, out=out_bg)
+        g = self._back((grad_raw @ out_w).to(dtype), h, dec_w, dec_g, inputs[n_enc + 1 :])
         grad_z = g.float()
         # reparameterisation and KL: z = mu + eps * std, std = exp(logvar / 2)
         grad_mu = torch.add(grad_z, mu, alpha=1.0 / rows)
