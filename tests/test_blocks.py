@@ -68,6 +68,21 @@ def test_block_reductions_match_torch_per_block():
     assert torch.equal(blocks.block_max(logits), maxima)
 
 
+@pytest.mark.parametrize("rows", [0, 1, 500])
+def test_block_sum_matches_per_block_sums(rows):
+    """The CPU's transposed product gives each block's sum, as the direct product would."""
+    blocks = OneHotBlocks(WIDTHS)
+    values = torch.rand(rows, sum(WIDTHS), generator=_gen(4))
+    expected = torch.stack([b.sum(1) for b in values.split(WIDTHS, dim=1)], dim=1)
+    got = blocks.block_sum(values)
+    assert got.shape == (rows, len(WIDTHS))
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got, values @ blocks.membership)
+    half = blocks.block_sum(values.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), expected, atol=0.1, rtol=0.02)
+
+
 def test_hand_written_gradients_match_autograd():
     blocks = OneHotBlocks(WIDTHS)
     blocks.membership = blocks.membership.double()

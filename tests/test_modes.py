@@ -135,6 +135,31 @@ def test_outliers_get_modes_of_their_own_and_populous_modes_stay_narrow():
     assert norm_.weights[mode[y == 0.0]].max() < 0.01
     np.testing.assert_allclose(norm_.weights.sum(), 1.0)
     assert np.all(np.diff(norm_.means) >= 0)
+    # the two one-record modes are rare (generators do not decode into them); no other mode is
+    rare = norm_.rare
+    assert rare.dtype == bool and rare.shape == norm_.means.shape
+    assert sorted(norm_.means[rare].round(1).tolist()) == [31.8, 58.9]
+    assert not rare[norm_.weights > 0.001].any()
+
+
+def test_rare_modes_are_outlier_runs_of_few_rows_and_survive_saving():
+    """A far run of fewer than MIN_DECODED_ROWS values gets a rare mode, a run of more an
+    ordinary one; the mark is saved, and a state saved before it existed reads as none rare."""
+    from synthkit.prepare.modes import MIN_DECODED_ROWS
+
+    rng = np.random.default_rng(4)
+    few, many = np.full(MIN_DECODED_ROWS - 1, 500.0), np.full(MIN_DECODED_ROWS, -500.0)
+    x = np.concatenate([rng.normal(0.0, 1.0, 5_000), few, many])
+    norm_ = ModeNormalizer(seed=0).fit(x)
+    assert norm_.rare.sum() == 1 and norm_.means[norm_.rare].tolist() == [500.0]
+    assert not norm_.rare[norm_.means == -500.0].any()
+    alpha, mode = norm_.transform(x, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(norm_.inverse(alpha, mode), x, atol=1e-9)  # still exact
+    arrays, meta = norm_.state()
+    assert np.array_equal(normalizer_from_state(arrays, meta).rare, norm_.rare)
+    del arrays["rare"]
+    assert not normalizer_from_state(arrays, meta).rare.any()
+    assert not ModeNormalizer(seed=0).fit(rng.normal(0.0, 1.0, 2_000)).rare.any()
 
 
 def test_many_scattered_outliers_share_a_bounded_number_of_modes():

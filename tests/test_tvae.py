@@ -437,6 +437,65 @@ def test_training_rows_go_alpha_first_and_the_decoder_comes_back_in_encoded_orde
     assert not TVAETrainingTask(enc, dec, encoded, **args).use_written_out
 
 
+def test_cpu_noise_is_drawn_once_for_a_small_epoch_and_never_outlives_it(wage_small):
+    """A CPU step's reparameterisation noise comes from one draw per epoch (capped at
+    _NOISE_POOL values): each step gets fresh values of that draw, and a new epoch draws anew
+    from the generator's state, as a run resumed at that epoch would."""
+    from synthkit.generators.tabular.tvae import _Layout
+    from synthkit.nn.trainer import StepContext
+    from synthkit.prepare.neural import NeuralTableEncoder
+
+    encoding = NeuralTableEncoder(seed=0).fit(wage_small, sk.infer_schema(wage_small))
+    _, layout = _Layout.alpha_first(encoding.blocks, encoding.width, torch.device("cpu"))
+    task = TVAETrainingTask(TVAEEncoderNet(encoding.width, (8,), 4),
+                            TVAEDecoderNet(4, (8,), encoding.width, layout.n_alpha), layout,
+                            learning_rate=1e-3, l2scale=0.0, loss_factor=2.0)
+    ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                      epoch_rows=25)
+    steps = [task._noise(10, ctx), task._noise(10, ctx), task._noise(5, ctx)]
+    assert [tuple(e.shape) for e in steps] == [(10, 4), (10, 4), (5, 4)]
+    pool = task._noise_pool
+    assert pool is not None and pool.numel() == 25 * 4  # the whole epoch, one draw
+    assert torch.equal(torch.cat([e.reshape(-1) for e in steps]), pool)
+    ctx.epoch = 1
+    again = task._noise(10, ctx)
+    assert task._noise_pool is not pool and not torch.equal(again, steps[0])
+    resumed = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+                          epoch_rows=25)
+    fresh = TVAETrainingTask(task.encoder, task.decoder, layout, learning_rate=1e-3,
+                             l2scale=0.0, loss_factor=2.0)
+    assert torch.equal(fresh._noise(10, resumed), steps[0])  # same generator state, same draw
+    big = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(1),
+                      epoch_rows=10**6)
+    task._noise(10, big)
+    assert task._noise_pool.numel() == tvae._NOISE_POOL  # a large epoch: bounded draws
+
+
+def test_sampling_never_decodes_rare_modes(wage_small, tmp_path):
+    """Modes of a few far outliers (here wage's two largest values pushed to 100x) encode
+    exactly but are out of sampling's reach: their slots go to -inf before decoding's argmax,
+    even where the decoder scores them highest; the positions survive saving."""
+    df = wage_small.with_columns(
+        pl.when(pl.col("wage") >= pl.col("wage").sort(descending=True).get(1))
+        .then(pl.col("wage") * 100).otherwise(pl.col("wage")).alias("wage"))
+    gen = sk.create("tabular/tvae", **FAST).fit(df)
+    enc, layout = gen.encoder_, gen.layout_
+    rare = enc.rare_mode_positions()
+    assert len(rare) >= 1 and layout.rare is not None and layout.rare.tolist() == rare
+    mode_block = next(b for b in enc.blocks if b.column == "wage" and b.role == "mode")
+    assert all(mode_block.start <= p < mode_block.start + mode_block.width for p in rare)
+    raw = torch.zeros(50, enc.width)
+    raw[:, rare] = 100.0  # the decoder's favourite
+    out = layout.activate_(raw.clone(), gen.decoder_.sigma.detach(), torch.Generator().manual_seed(0))
+    block = out[:, mode_block.start : mode_block.start + mode_block.width]
+    picked = block.argmax(1) + mode_block.start
+    assert not any(int(p) in rare for p in picked)
+    top = float(wage_small["wage"].max())
+    assert float(gen.sample(2_000, seed=1)["wage"].max()) < 2 * top  # no 100x values
+    loaded = sk.load(gen.save(tmp_path / "m"))
+    assert loaded.layout_.rare is not None and loaded.layout_.rare.tolist() == rare
+
+
 def test_written_out_step_with_only_categories_or_only_numbers(wage_small):
     """No alpha value (categories only) and no one-hot block (quantile numbers without nulls)."""
     cats = wage_small.select(pl.col(pl.String)).head(200)

@@ -67,6 +67,7 @@ class OneHotBlocks:
         #: ``(slots, blocks)``: 1 where the slot belongs to the block.
         self.membership = torch.zeros((int(sizes.sum()), len(widths)), device=self.device)
         self.membership[torch.arange(int(sizes.sum())), block_of] = 1.0
+        self._membership_t = self.membership.t().contiguous()
         runs: list[_Run] = []
         for j, width in enumerate(widths):
             if runs and runs[-1].width == width:
@@ -111,7 +112,13 @@ class OneHotBlocks:
 
     # --- per-block reductions ---------------------------------------------------------------
     def block_sum(self, values: torch.Tensor) -> torch.Tensor:
-        """Sum of each block's slots: ``(rows, slots) -> (rows, blocks)``."""
+        """Sum of each block's slots: ``(rows, slots) -> (rows, blocks)``.
+
+        On a CPU computed as ``(membershipᵀ valuesᵀ)ᵀ`` (a column-major result): MKL's product
+        with the few blocks as its inner width takes 3-4x longer at a training batch's size
+        (wage's 500 x 57 slots into 11 blocks: ~50 against ~14 us on one thread)."""
+        if values.device.type == "cpu":
+            return (self._membership_t.to(values.dtype) @ values.t()).t()
         return values @ self.membership.to(values.dtype)
 
     def expand(self, per_block: torch.Tensor) -> torch.Tensor:

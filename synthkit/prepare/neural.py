@@ -572,6 +572,17 @@ class NeuralTableEncoder:
         self.rng_ = np.random.default_rng(self.seed)
         self.fitted_ = True
 
+    def rare_mode_positions(self) -> list[int]:
+        """Positions in the encoded row of the mode slots generators should not decode into:
+        modes of a few far outliers (:attr:`~synthkit.prepare.modes.ModeNormalizer.rare`).
+        Encoding and :meth:`inverse_transform` still use them (round trips stay exact)."""
+        positions: list[int] = []
+        for part, (first, _) in zip(self.parts_, self.spans_, strict=True):
+            if isinstance(part, _ContinuousPart) and part.uses_modes:
+                start = first + 1  # after the alpha value
+                positions.extend(start + int(i) for i in np.flatnonzero(part.normalizer.rare))
+        return positions
+
     # --- encoding --------------------------------------------------------------------------
     def transform(self, df: pl.DataFrame, *, rng: np.random.Generator | None = None) -> np.ndarray:
         """The ``(n, width)`` float32 matrix; modes are sampled with ``rng`` (default: own stream)."""

@@ -17,7 +17,7 @@ sampling needs (the decoder, its sigmas and the table encoding) is saved.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -67,8 +67,9 @@ _CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
-#: Normal values drawn at once for written-out CPU steps' noise: four steps of 500 rows.
-_NOISE_POOL = 4 * 500 * 128
+#: Most normal values drawn at once for written-out CPU steps' noise (16 steps of 500 rows,
+#: 4 MiB): an epoch of a small table is one draw, a large table's epoch a few.
+_NOISE_POOL = 16 * 500 * 128
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -170,9 +171,15 @@ class _Layout:
     #: and null flags of two or more slots; not the modes of numbers), as (start, end) in the
     #: encoded row
     drawn_runs: tuple[tuple[int, int], ...] = ()
+    #: positions of mode slots sampling never decodes into (modes of a few far outliers:
+    #: NeuralTableEncoder.rare_mode_positions), in the encoded row
+    rare: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, blocks: list[OutputBlock], width: int, device: torch.device) -> _Layout:
+    def of(
+        cls, blocks: list[OutputBlock], width: int, device: torch.device,
+        rare: Sequence[int] = (),
+    ) -> _Layout:
         alpha = [p for b in blocks if b.kind == "alpha" for p in range(b.start, b.start + b.width)]
         softmax = [b for b in blocks if b.kind == "softmax"]
         slots = [p for b in softmax for p in range(b.start, b.start + b.width)]
@@ -187,6 +194,7 @@ class _Layout:
             n_blocks=len(softmax),
             drawn_runs=_runs([p for b in softmax if b.role != "mode" and b.width > 1
                               for p in range(b.start, b.start + b.width)]),
+            rare=torch.as_tensor(list(rare), dtype=torch.long, device=device) if rare else None,
         )
 
     @classmethod
@@ -232,10 +240,13 @@ class _Layout:
         argmax of a block is a draw from the block's softmax; with ``sample=False`` they stay as
         they are (argmax decoding, the paper's and SDV's). Mode blocks keep their argmax: a mode
         drawn for each numerical column independently breaks correlations between them (on
-        diamonds x, y and z: column pair trends 0.91 -> 0.85). Works
+        diamonds x, y and z: column pair trends 0.91 -> 0.85); :attr:`rare` modes are set to
+        -inf, out of the argmax's reach. Works
         feature-major: the rows of ``raw.t()`` are contiguous for a column-major ``raw`` (as the
         bf16 sampler returns)."""
         raw_t = raw.t()
+        if self.rare is not None:
+            raw_t.index_fill_(0, self.rare, float("-inf"))
         if self.n_alpha:
             noise = normal_draws((self.n_alpha, raw.shape[0]), generator, raw.device)
             alpha = raw_t.index_select(0, self.alpha).tanh_().addcmul_(noise, sigma[:, None])
@@ -330,6 +341,7 @@ class TVAETrainingTask(TrainingTask):
         self._noise_pool: torch.Tensor | None = None
         self._noise_at = 0
         self._noise_epoch = -1
+        self._noise_rows = 0  # rows of the current epoch whose noise was handed out
 
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, _DECODER: self.decoder}
@@ -379,22 +391,27 @@ class TVAETrainingTask(TrainingTask):
     def _noise(self, rows: int, ctx: StepContext) -> torch.Tensor:
         """Standard normal reparameterisation noise for a step, ``(rows, code)``.
 
-        On a CPU drawn :data:`_NOISE_POOL` values at a time by 16-bit inverse transform sampling
-        (:func:`~synthkit.nn.draws.normal_draws`: a pool that large takes its random words from
-        numpy's SFC64), a few steps' worth, where ``torch.randn`` took ~0.23 ms of a ~3 ms step
-        filling each step's 500 × 128 values from the Mersenne twister. A pool is dropped when
-        the epoch changes, so a run resumed from an epoch's checkpoint draws what the
-        uninterrupted run drew."""
+        On a CPU drawn for the rest of the epoch at once (:data:`_NOISE_POOL` values at most)
+        by 16-bit inverse transform sampling (:func:`~synthkit.nn.draws.normal_draws`: a pool
+        that large takes its random words from numpy's SFC64), where ``torch.randn`` took
+        ~0.23 ms of a ~3 ms step filling each step's 500 × 128 values from the Mersenne
+        twister. A pool never outlives its epoch, so a run resumed from an epoch's checkpoint
+        draws what the uninterrupted run drew."""
         code = self.encoder.mu.out_features
         if ctx.device.type != "cpu":  # (exact draws: CUDA's Philox generator is fast)
             return torch.randn((rows, code), generator=ctx.generator, device=ctx.device)
         need = rows * code
+        if self._noise_epoch != ctx.epoch:
+            self._noise_pool, self._noise_epoch, self._noise_rows = None, ctx.epoch, 0
         pool = self._noise_pool
-        if pool is None or self._noise_epoch != ctx.epoch or self._noise_at + need > pool.numel():
-            pool = normal_draws((max(need, _NOISE_POOL),), ctx.generator, ctx.device)
-            self._noise_pool, self._noise_at, self._noise_epoch = pool, 0, ctx.epoch
+        if pool is None or self._noise_at + need > pool.numel():
+            left = (ctx.epoch_rows or 0) - self._noise_rows  # rows the epoch has still to draw
+            size = min(max(need, left * code), max(need, _NOISE_POOL))
+            pool = normal_draws((size,), ctx.generator, ctx.device)
+            self._noise_pool, self._noise_at = pool, 0
         eps = pool[self._noise_at : self._noise_at + need].view(rows, -1)
         self._noise_at += need
+        self._noise_rows += rows
         return eps
 
     def validation_loss(self, data: torch.Tensor, ctx: StepContext) -> float | None:
@@ -475,7 +492,8 @@ class TVAEGenerator(Generator):
         else:
             encoder, matrix = encode_table(df, schema, cfg, self.data_fingerprint_)
             trainer = make_trainer(cfg, "tabular/tvae")
-        layout = _Layout.of(encoder.blocks, encoder.width, trainer.device)
+        layout = _Layout.of(encoder.blocks, encoder.width, trainer.device,
+                            encoder.rare_mode_positions())
         # both networks train on rows reordered alpha values first (see _Layout.alpha_first)
         order, train_layout = _Layout.alpha_first(encoder.blocks, encoder.width, trainer.device)
         matrix = np.ascontiguousarray(matrix[:, order])
@@ -583,4 +601,5 @@ class TVAEGenerator(Generator):
             {k: v for k, v in tensors.items() if k.startswith(_DECODER + ".")},
         )
         self.decoder_ = decoder.to(self.device_).eval()
-        self.layout_ = _Layout.of(self.encoder_.blocks, self.encoder_.width, self.device_)
+        self.layout_ = _Layout.of(self.encoder_.blocks, self.encoder_.width, self.device_,
+                                  self.encoder_.rare_mode_positions())
