@@ -437,40 +437,6 @@ def test_training_rows_go_alpha_first_and_the_decoder_comes_back_in_encoded_orde
     assert not TVAETrainingTask(enc, dec, encoded, **args).use_written_out
 
 
-def test_cpu_noise_is_drawn_once_for_a_small_epoch_and_never_outlives_it(wage_small):
-    """A CPU step's reparameterisation noise comes from one draw per epoch (capped at
-    _NOISE_POOL values): each step gets fresh values of that draw, and a new epoch draws anew
-    from the generator's state, as a run resumed at that epoch would."""
-    from synthkit.generators.tabular.tvae import _Layout
-    from synthkit.nn.trainer import StepContext
-    from synthkit.prepare.neural import NeuralTableEncoder
-
-    encoding = NeuralTableEncoder(seed=0).fit(wage_small, sk.infer_schema(wage_small))
-    _, layout = _Layout.alpha_first(encoding.blocks, encoding.width, torch.device("cpu"))
-    task = TVAETrainingTask(TVAEEncoderNet(encoding.width, (8,), 4),
-                            TVAEDecoderNet(4, (8,), encoding.width, layout.n_alpha), layout,
-                            learning_rate=1e-3, l2scale=0.0, loss_factor=2.0)
-    ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
-                      epoch_rows=25)
-    steps = [task._noise(10, ctx), task._noise(10, ctx), task._noise(5, ctx)]
-    assert [tuple(e.shape) for e in steps] == [(10, 4), (10, 4), (5, 4)]
-    pool = task._noise_pool
-    assert pool is not None and pool.numel() == 25 * 4  # the whole epoch, one draw
-    assert torch.equal(torch.cat([e.reshape(-1) for e in steps]), pool)
-    ctx.epoch = 1
-    again = task._noise(10, ctx)
-    assert task._noise_pool is not pool and not torch.equal(again, steps[0])
-    resumed = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
-                          epoch_rows=25)
-    fresh = TVAETrainingTask(task.encoder, task.decoder, layout, learning_rate=1e-3,
-                             l2scale=0.0, loss_factor=2.0)
-    assert torch.equal(fresh._noise(10, resumed), steps[0])  # same generator state, same draw
-    big = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(1),
-                      epoch_rows=10**6)
-    task._noise(10, big)
-    assert task._noise_pool.numel() == tvae._NOISE_POOL  # a large epoch: bounded draws
-
-
 def test_sampling_never_decodes_rare_modes(wage_small, tmp_path):
     """Modes of a few far outliers (here wage's two largest values pushed to 100x) encode
     exactly but are out of sampling's reach: their slots go to -inf before decoding's argmax,

@@ -43,10 +43,6 @@ class StepContext:
     amp: bool = False
     epoch: int = 0
     step: int = 0
-    #: Rows the current epoch's steps draw in all (a shuffled pass's, remainder included or
-    #: dropped); None in a private run, whose Poisson batches vary. Lets a task draw an epoch's
-    #: noise in one go.
-    epoch_rows: int | None = None
     #: DP-SGD state when the run is differentially private (see synthkit.nn.privacy).
     private: PrivateTraining | None = None
     #: Precision of the matrix products for families that cast explicitly instead of using
@@ -394,12 +390,10 @@ class Trainer:
         The epoch's permutation is drawn on the CPU (the same stream on every device) and moved
         to the data's device once, not one small copy per step."""
         if ctx.private is not None:
-            ctx.epoch_rows = None
             yield from ctx.private.batches(n, order_gen)
             return
         order = torch.randperm(n, generator=order_gen).to(device)
         stop = n - (n % self.batch_size) if self.drop_last and n >= self.batch_size else n
-        ctx.epoch_rows = stop
         for start in range(0, stop, self.batch_size):
             yield order[start : start + self.batch_size]
 

@@ -67,9 +67,8 @@ _CHUNK_ROWS = 20_000
 #: Range the learned standard deviations are clamped to after every step (as in TVAE).
 _SIGMA_MIN, _SIGMA_MAX = 0.01, 1.0
 _SIGMA_INIT = 0.1
-#: Most normal values drawn at once for written-out CPU steps' noise (16 steps of 500 rows,
-#: 4 MiB): an epoch of a small table is one draw, a large table's epoch a few.
-_NOISE_POOL = 16 * 500 * 128
+#: Normal values drawn at once for written-out CPU steps' noise: four steps of 500 rows.
+_NOISE_POOL = 4 * 500 * 128
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -341,7 +340,6 @@ class TVAETrainingTask(TrainingTask):
         self._noise_pool: torch.Tensor | None = None
         self._noise_at = 0
         self._noise_epoch = -1
-        self._noise_rows = 0  # rows of the current epoch whose noise was handed out
 
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, _DECODER: self.decoder}
@@ -391,27 +389,22 @@ class TVAETrainingTask(TrainingTask):
     def _noise(self, rows: int, ctx: StepContext) -> torch.Tensor:
         """Standard normal reparameterisation noise for a step, ``(rows, code)``.
 
-        On a CPU drawn for the rest of the epoch at once (:data:`_NOISE_POOL` values at most)
-        by 16-bit inverse transform sampling (:func:`~synthkit.nn.draws.normal_draws`: a pool
-        that large takes its random words from numpy's SFC64), where ``torch.randn`` took
-        ~0.23 ms of a ~3 ms step filling each step's 500 × 128 values from the Mersenne
-        twister. A pool never outlives its epoch, so a run resumed from an epoch's checkpoint
-        draws what the uninterrupted run drew."""
+        On a CPU drawn :data:`_NOISE_POOL` values at a time by 16-bit inverse transform sampling
+        (:func:`~synthkit.nn.draws.normal_draws`: a pool that large takes its random words from
+        numpy's SFC64), a few steps' worth, where ``torch.randn`` took ~0.23 ms of a ~3 ms step
+        filling each step's 500 × 128 values from the Mersenne twister. A pool is dropped when
+        the epoch changes, so a run resumed from an epoch's checkpoint draws what the
+        uninterrupted run drew."""
         code = self.encoder.mu.out_features
         if ctx.device.type != "cpu":  # (exact draws: CUDA's Philox generator is fast)
             return torch.randn((rows, code), generator=ctx.generator, device=ctx.device)
         need = rows * code
-        if self._noise_epoch != ctx.epoch:
-            self._noise_pool, self._noise_epoch, self._noise_rows = None, ctx.epoch, 0
         pool = self._noise_pool
-        if pool is None or self._noise_at + need > pool.numel():
-            left = (ctx.epoch_rows or 0) - self._noise_rows  # rows the epoch has still to draw
-            size = min(max(need, left * code), max(need, _NOISE_POOL))
-            pool = normal_draws((size,), ctx.generator, ctx.device)
-            self._noise_pool, self._noise_at = pool, 0
+        if pool is None or self._noise_epoch != ctx.epoch or self._noise_at + need > pool.numel():
+            pool = normal_draws((max(need, _NOISE_POOL),), ctx.generator, ctx.device)
+            self._noise_pool, self._noise_at, self._noise_epoch = pool, 0, ctx.epoch
         eps = pool[self._noise_at : self._noise_at + need].view(rows, -1)
         self._noise_at += need
-        self._noise_rows += rows
         return eps
 
     def validation_loss(self, data: torch.Tensor, ctx: StepContext) -> float | None:
