@@ -243,3 +243,27 @@ def test_cuda_with_amp(wage_small, tmp_path):
     assert loaded.sample(200, seed=1).equals(gen.sample(200, seed=1))
     conditioned = gen.sample(100, conditions={"jobclass": "2. Information"}, seed=2)
     assert (conditioned["jobclass"] == "2. Information").all()
+
+
+def test_sampling_never_decodes_rare_modes(wage_small):
+    """With mode-specific normalisation, modes of a few far outliers (wage's two largest values
+    pushed to 100x) are out of sampling's reach even where the generator scores them highest;
+    the quantile encoding has no modes to mask."""
+    df = wage_small.with_columns(
+        pl.when(pl.col("wage") >= pl.col("wage").sort(descending=True).get(1))
+        .then(pl.col("wage") * 100).otherwise(pl.col("wage")).alias("wage"))
+    gen = CTGANGenerator(**{**FAST, "epochs": 1}, numerical="mode").fit(df)
+    rare = gen.encoder_.rare_mode_positions()
+    assert rare
+    activation = ctgan_module._Activation(gen.encoder_, torch.device("cpu"))
+    assert activation.rare is not None and activation.rare.tolist() == rare
+    raw = torch.zeros(50, gen.encoder_.width)
+    raw[:, rare] = 100.0  # the generator's favourite
+    out = activation.decodable(raw, torch.Generator().manual_seed(0))
+    block = next(b for b in gen.encoder_.blocks if b.column == "wage" and b.role == "mode")
+    picked = out[:, block.start : block.start + block.width].argmax(1) + block.start
+    assert not any(int(p) in rare for p in picked)
+    assert float(gen.sample(1_000, seed=1)["wage"].max()) < 2 * float(wage_small["wage"].max())
+    quantile = CTGANGenerator(**{**FAST, "epochs": 1}).fit(df)
+    assert quantile.encoder_.rare_mode_positions() == []
+    assert ctgan_module._Activation(quantile.encoder_, torch.device("cpu")).rare is None

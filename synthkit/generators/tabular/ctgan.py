@@ -494,6 +494,10 @@ class _Activation:
         if len(covered) != self.width or len(set(covered)) != self.width:
             raise AssertionError("the encoded row's blocks must cover every column once")
         self.restore = torch.as_tensor(restore, dtype=torch.long, device=device)
+        #: mode slots sampling never decodes into (``numerical="mode"``: modes of a few far
+        #: outliers, NeuralTableEncoder.rare_mode_positions)
+        rare = encoder.rare_mode_positions()
+        self.rare = torch.as_tensor(rare, dtype=torch.long, device=device) if rare else None
 
     def __call__(self, raw: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """With Gumbel noise the argmax that decoding takes is a draw from the block's
@@ -517,9 +521,12 @@ class _Activation:
     def decodable(self, raw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """What decoding reads, for sampling: ``tanh`` on alpha values and Gumbel-perturbed
         logits on one-hot slots. A block's argmax is then the same categorical draw that the
-        argmax of its tempered Gumbel softmax gives (softmax is monotonic), without the softmax."""
+        argmax of its tempered Gumbel softmax gives (softmax is monotonic), without the softmax.
+        Rare modes (:attr:`rare`) are set to -inf, out of the argmax's reach."""
         raw = raw.float()
         out = raw + _gumbel(raw, generator)
+        if self.rare is not None:
+            out.index_fill_(1, self.rare, float("-inf"))
         return out.index_copy_(1, self.alpha, torch.tanh(raw.index_select(1, self.alpha)))
 
 
