@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint imports bench clean postgres
+.PHONY: setup native demo test lint imports bench clean postgres
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,9 +12,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,demo]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The native training steps, compiled for this machine into the user cache (once per source and
+# torch version; a no-op when built). Without a C++ compiler fits run the Python steps.
+native: $(STAMP)
+	@$(BIN)/synthkit native build || echo "synthkit: native steps not built; training uses the Python steps"
 
-demo: $(STAMP)
+setup: $(STAMP) native
+
+demo: $(STAMP) native
 	$(BIN)/synthkit demo --out demo-output
 
 # import-linter reads the package from disk, so it checks an installed copy in which
@@ -40,10 +45,10 @@ postgres:
 			postgresql >/dev/null; \
 	else echo "No PostgreSQL server binaries and no root to install them: PostgreSQL tests will skip."; fi
 
-test: lint postgres
+test: lint postgres native
 	$(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) native
 	$(BIN)/python benchmarks/tabular.py
 
 clean:

@@ -1174,6 +1174,47 @@ def generators(as_json: bool) -> None:
 
 
 # --- demo ---------------------------------------------------------------------------------
+@main.group()
+def native() -> None:
+    """Native (C++) training steps: compile them for this machine, or see what is built."""
+
+
+@native.command("build")
+@click.option("--force", is_flag=True, help="Compile again even where a build exists.")
+@click.option("--verbose", is_flag=True, help="Show the compiler's output.")
+@_handle_errors
+def native_build(force: bool, verbose: bool) -> None:
+    """Compile the native steps (TVAE's CPU training step) into the user cache, ~30 s once.
+
+    Needs a C++ compiler; fits use what is built and fall back to the Python steps otherwise.
+    ``make setup`` runs this (and carries on without a compiler).
+
+    \b
+    Example:
+      synthkit native build
+    """
+    from synthkit.nn import native as native_steps
+
+    for name in native_steps.SOURCES:
+        with _status(f"Compiling {name}"):
+            library = native_steps.build(name, force=force, verbose=verbose)
+        out.print(f"built {name}: {library}")
+
+
+@native.command("status")
+@_handle_errors
+def native_status() -> None:
+    """Say which native steps are built for this machine and whether fits will use them."""
+    from synthkit.nn import native as native_steps
+
+    for name in native_steps.SOURCES:
+        library = native_steps.library(name)
+        state = f"built ({library})" if library else "not built (run `synthkit native build`)"
+        if library and not native_steps.enabled():
+            state += "; off: SYNTHKIT_NATIVE=0"
+        out.print(f"{name}: {state}")
+
+
 @main.command()
 @click.option("--out", "-o", "directory", default="demo-output", show_default=True,
               type=click.Path(file_okay=False), help="Where the demo writes its files.")

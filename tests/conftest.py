@@ -67,6 +67,21 @@ def small_digits(digits):
     return digits.subset(slice(0, 200))
 
 
+@pytest.fixture(scope="session")
+def native_built() -> None:
+    """The native training steps built for this machine (a no-op where they are: ``make test``
+    builds them first); skips where no C++ compiler can."""
+    from synthkit.nn import native
+
+    try:
+        for name in native.SOURCES:
+            native.build(name)
+    except native.NativeBuildError as err:
+        pytest.skip(str(err))
+    if not native.enabled():
+        pytest.skip("SYNTHKIT_NATIVE=0 turns the native steps off")
+
+
 @pytest.fixture
 def private_steps(monkeypatch):
     """``watch(TaskClass)`` records, for every private GAN step of that task class, (real rows in

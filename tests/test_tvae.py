@@ -330,8 +330,9 @@ def test_block_cross_entropy_matches_a_per_block_reference() -> None:
     assert torch.allclose(recon, expected / 7, rtol=1e-5)
 
 
-def _autograd_and_written_out_grads(table, dims, dtype):
-    """Gradients of one TVAE step by autograd (the reference) and by the written-out step."""
+def _autograd_and_written_out_grads(table, dims, dtype, native=False):
+    """Gradients of one TVAE step by autograd (the reference) and by the written-out step (in
+    Python, or with ``native`` the compiled one)."""
     from synthkit.generators.tabular.tvae import _Layout, tvae_losses
     from synthkit.generators.tabular.tvae_step import TVAEStep
     from synthkit.prepare.neural import NeuralTableEncoder
@@ -352,22 +353,28 @@ def _autograd_and_written_out_grads(table, dims, dtype):
     recon, kl = tvae_losses(raw, batch, dec.sigma, mu, logvar, layout, 2.0)
     want = [torch.zeros_like(p) if w is None else w  # sigma of a table without alpha values
             for p, w in zip(params, torch.autograd.grad(recon + kl, params, allow_unused=True), strict=True)]
-    got_recon, got_kl = TVAEStep(enc, dec, layout.n_alpha, layout.blocks, 2.0)(batch, eps, dtype)
+    step = TVAEStep(enc, dec, layout.n_alpha, layout.blocks, 2.0, native=native)
+    got_recon, got_kl = step(batch, eps, dtype)
+    assert step.ran_native == native
     assert torch.allclose(got_recon, recon.detach(), rtol=1e-3) and torch.allclose(got_kl, kl.detach(), rtol=1e-2)
     return want, [torch.zeros_like(p) if p.grad is None and p.numel() == 0 else p.grad for p in params]
 
 
+@pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("dims", [(32, 24), (), (20,)])
-def test_written_out_step_gives_autograds_gradients(wage_small, credit, dims):
+def test_written_out_step_gives_autograds_gradients(wage_small, credit, dims, native, request):
     """The CPU step without autograd sets the gradients autograd computes, for tables with
-    alpha values and one-hot blocks, nulls, and stacks of any depth (none included)."""
+    alpha values and one-hot blocks, nulls, and stacks of any depth (none included): in
+    Python and natively (synthkit.nn.native)."""
+    if native:
+        request.getfixturevalue("native_built")
     for table in (wage_small.head(300), credit.head(300)):
-        want, got = _autograd_and_written_out_grads(table, dims, torch.float32)
+        want, got = _autograd_and_written_out_grads(table, dims, torch.float32, native)
         for w, g in zip(want, got, strict=True):
             assert g is not None and g.shape == w.shape and g.dtype == torch.float32
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)
         # bf16 products: the same gradients within bf16 rounding
-        want, got = _autograd_and_written_out_grads(table, dims, torch.bfloat16)
+        want, got = _autograd_and_written_out_grads(table, dims, torch.bfloat16, native)
         for w, g in zip(want, got, strict=True):
             assert (g - w).norm() <= 0.1 * w.norm() + 1e-6
 

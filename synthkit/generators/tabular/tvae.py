@@ -522,9 +522,14 @@ class TVAEGenerator(Generator):
         if plan is not None:
             self.fit_report_["privacy"] = privacy_report(plan, result.privacy)
             self.condition_values_ = private_condition_values(encoder)
+        step = task.written_step
         self.fit_report_["tvae"] = {
             "data_width": encoder.width,
             "parameters": sum(p.numel() for p in (*enc_net.parameters(), *dec_net.parameters())),
+            # how the last training step ran: compiled on this machine (synthkit.nn.native),
+            # written out in Python, or through autograd (private, CUDA, compiled networks)
+            "training_step": ("native" if step.ran_native else "written-out" if step.ran
+                              else "autograd"),
         }
 
     # --- sample ------------------------------------------------------------------------------

@@ -25,10 +25,12 @@ the compiled forward).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from synthkit.nn import native
 from synthkit.nn.blocks import OneHotBlocks
 from synthkit.nn.flat import FlatParameters
 from synthkit.nn.precision import fused_linear_relu, linear
@@ -71,6 +73,10 @@ class TVAEStep:
     buffer (:class:`~synthkit.nn.flat.FlatParameters`, :attr:`flat`): one cast gives every bf16
     weight, gradients land in place, and :func:`~synthkit.nn.optim.adam_step` given
     :attr:`flat` updates them all in one call.
+
+    On a CPU the step runs natively (:mod:`synthkit.nn.native`, one call for the whole step)
+    where that was built for this machine; ``native=False`` keeps it in Python, ``native=True``
+    demands the native step (an error where it is not built).
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class TVAEStep:
         n_alpha: int,
         blocks: OneHotBlocks,
         loss_factor: float,
+        *,
+        native: bool | None = None,
     ) -> None:
         self.encoder, self.decoder = encoder, decoder
         self.hidden_enc = _linears(encoder.seq)
@@ -95,6 +103,11 @@ class TVAEStep:
         self.loss_factor = float(loss_factor)
         self.flat: FlatParameters | None = None
         self._plans: dict[torch.dtype, _Plan] = {}
+        self.native = native
+        self._native_steps: dict[torch.dtype, tuple[_Plan, Any]] = {}
+        #: Whether a step ran (written out), and whether the last one ran natively.
+        self.ran = False
+        self.ran_native = False
 
     def _seat(self) -> FlatParameters:
         """The parameters in one buffer, in the order the step reads them: those whose gradients
@@ -153,6 +166,12 @@ class TVAEStep:
         plan = self._plan(dtype)
         flat = plan.flat
         flat.refresh(dtype)  # every weight in the products' dtype: one cast
+        fast = self._native_step(plan, dtype, batch, eps)
+        self.ran, self.ran_native = True, fast is not None
+        if fast is not None:
+            recon, kl = fast(batch.contiguous(), eps.contiguous())
+            flat.widen(dtype)
+            return recon, kl
         enc_w, enc_g, dec_w, dec_g = plan.enc_w, plan.enc_g, plan.dec_w, plan.dec_g
         heads_w, heads_g, code = plan.heads_w, plan.heads_g, plan.code
         mu_bg, lv_bg, out_wg, out_bg, sigma_g = plan.full_g
@@ -232,6 +251,37 @@ class TVAEStep:
             self._back(grad_heads @ heads_w, h_enc, enc_w, enc_g, inputs[:n_enc], first=True)
         flat.widen(dtype)
         return recon * scale, kl / rows
+
+    def _native_step(self, plan: _Plan, dtype: torch.dtype, batch: torch.Tensor, eps: torch.Tensor) -> Any:
+        """The native step for ``plan`` (built once per plan: it keeps the plan's views), or
+        None where the Python step runs: not on a CPU, other dtypes, no native build, or
+        ``native=False``."""
+        if self.native is False:
+            return None
+        usable = (batch.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
+                  and plan.flat.data.dtype == torch.float32 and batch.dtype == torch.float32
+                  and eps.dtype == torch.float32)
+        cached = self._native_steps.get(dtype)
+        if usable and cached is not None and cached[0] is plan:
+            return cached[1]
+        module = native.load("tvae_step") if usable else None
+        if module is None:
+            if self.native:
+                raise native.NativeBuildError(
+                    "The native TVAE step was asked for but is not available here (run "
+                    "`synthkit native build`; it needs fp32 parameters and rows on a CPU).")
+            return None
+        pairs = lambda layers: [t for pair in layers for t in pair]  # noqa: E731
+        mu_bg, lv_bg, out_wg, out_bg, sigma_g = plan.full_g
+        step = module.TVAEStep(
+            pairs(plan.enc_w), pairs(plan.enc_g), plan.heads_w, plan.heads_b, plan.heads_g,
+            pairs(plan.dec_w), pairs(plan.dec_g), self.out.weight.detach(), self.out.bias.detach(),
+            self.decoder.sigma.detach(), mu_bg, lv_bg, out_wg, out_bg, sigma_g,
+            list(self.blocks.widths), self.n_alpha, self.loss_factor,
+            fused_linear_relu(batch.new_empty(0, dtype=dtype)),
+        )
+        self._native_steps[dtype] = (plan, step)
+        return step
 
     @staticmethod
     def _back(
