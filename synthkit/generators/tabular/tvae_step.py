@@ -17,6 +17,10 @@ gradients here are autograd's (a test compares them), computed in a fixed order:
   layer, alpha outputs excepted, saved 5-8% of a step on mlc_churn and scored the same on
   wage, credit_data and mlc_churn, but 0.921 against 0.931 on diamonds' seed 0.)
 
+Where it was built for the machine (:mod:`synthkit.nn.native`), the same step runs as one native
+call (``synthkit/nn/native/tvae_step.cpp``: these products, the elementwise work fused); this
+module's code is the reference and the fallback.
+
 Used by :class:`~synthkit.generators.tabular.tvae.TVAETrainingTask` for plain steps on a CPU;
 private, CUDA, DDP and compiled runs keep autograd (Opacus' hooks, autocast, DDP's all-reduce,
 the compiled forward).
