@@ -20,7 +20,6 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
-#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -28,7 +27,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
 #include <tuple>
 #include <vector>
 
@@ -54,11 +52,6 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu, bool
   }
   Tensor out = at::linear(x, w, b);
   return relu ? out.relu_() : out;
-}
-
-template <typename L>
-inline float wide(L v) {
-  return static_cast<float>(v);
 }
 
 // Up to Vec::size() values at `p` as fp32 lanes (`count` of them; the rest zero), and back.
