@@ -25,7 +25,8 @@ from synthkit.schema import ColumnKind, Schema
 #: Settings that change how a run is carried out, not what it learns: a resumed run may change
 #: them (more epochs, another device) and keep its checkpoint.
 RUN_ONLY_FIELDS = frozenset(
-    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile", "sample_precision"}
+    {"epochs", "device", "progress", "checkpoint_dir", "checkpoint_every", "compile", "sample_precision",
+     "cuda_graphs"}
 )
 
 
