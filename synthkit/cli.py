@@ -1176,7 +1176,7 @@ def generators(as_json: bool) -> None:
 # --- demo ---------------------------------------------------------------------------------
 @main.group()
 def native() -> None:
-    """Native (C++) training steps: compile them for this machine, or see what is built."""
+    """Native (C++) training steps and draws: compile them for this machine, or see what is built."""
 
 
 @native.command("build")
@@ -1184,9 +1184,11 @@ def native() -> None:
 @click.option("--verbose", is_flag=True, help="Show the compiler's output.")
 @_handle_errors
 def native_build(force: bool, verbose: bool) -> None:
-    """Compile the native steps (TVAE's CPU training step) into the user cache, ~30 s once.
+    """Compile the native parts (TVAE's CPU training step, the CPU samplers' random draws) into
+    the user cache, ~40 s once.
 
-    Needs a C++ compiler; fits use what is built and fall back to the Python steps otherwise.
+    Needs a C++ compiler; fits and samples use what is built and fall back to Python otherwise
+    (the same results).
     ``make setup`` runs this (and carries on without a compiler).
 
     \b
@@ -1204,7 +1206,7 @@ def native_build(force: bool, verbose: bool) -> None:
 @native.command("status")
 @_handle_errors
 def native_status() -> None:
-    """Say which native steps are built for this machine and whether fits will use them."""
+    """Say which native parts are built for this machine and whether fits and samples use them."""
     from synthkit.nn import native as native_steps
 
     for name in native_steps.SOURCES:

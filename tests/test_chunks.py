@@ -11,6 +11,7 @@ import synthkit as sk
 from synthkit.nn.chunks import (
     DECODE_ROWS,
     block_generator,
+    decode_rows,
     sample_chunk_rows,
     sample_chunks,
     sampling_threads,
@@ -161,23 +162,45 @@ def test_wide_blocks_are_made_fewer_at_a_time(monkeypatch, width):
 
     import synthkit.nn.chunks as chunks
 
-    block_bytes = DECODE_ROWS * 3 * 4
+    rows = decode_rows(width, sample_chunk_rows(CPU))  # a block's
+    block_bytes = rows * 3 * 4
     for budget, most in ((block_bytes, 2), (block_bytes - 1, 1)):
         monkeypatch.setattr(chunks, "AHEAD_BYTES", budget)
         calls: list[int] = []
-        stream = sample_chunks(10 * DECODE_ROWS, CPU, _random_rows(calls), seed=0, threads=4,
+        stream = sample_chunks(10 * rows, CPU, _random_rows(calls), seed=0, threads=4,
                                width=width)
         next(stream)
         time.sleep(0.2)  # the workers would have started more by now
-        assert sum(calls) <= most * DECODE_ROWS
-        assert len(list(stream)) == 9 and sum(calls) == 10 * DECODE_ROWS
+        assert sum(calls) <= most * rows
+        assert len(list(stream)) == 9 and sum(calls) == 10 * rows
 
 
-def test_a_known_width_starts_every_worker_at_once():
+def test_blocks_are_sized_for_a_known_width():
+    """About DECODE_BYTES a block for a known width, within [DECODE_ROWS, MAX_DECODE_ROWS] and
+    in whole passes; DECODE_ROWS for an unknown one; a GPU's pass when that is larger."""
+    from synthkit.nn.chunks import DECODE_BYTES, MAX_DECODE_ROWS
+
+    step = sample_chunk_rows(CPU)
+    assert decode_rows(None, step) == DECODE_ROWS
+    assert decode_rows(3, step) == MAX_DECODE_ROWS  # narrow: the most rows
+    assert decode_rows(10_000, step) == DECODE_ROWS  # wide: the fewest
+    rows = decode_rows(101, step)  # diamonds' TVAE encoding
+    assert rows % step == 0 and rows * 101 * 4 <= DECODE_BYTES < (rows + step) * 101 * 4
+    assert decode_rows(101, 65_536) == 65_536
+    blocks = list(sample_chunks(MAX_DECODE_ROWS + 5, CPU, _random_rows([]), seed=2, width=3))
+    assert [b.shape for b in blocks] == [(MAX_DECODE_ROWS, 3), (5, 3)]
+
+
+def test_a_known_width_starts_every_worker_at_once(monkeypatch):
     """Told the width, the workers start on the first blocks together (not on the first one
-    alone, which a caller that does not know the width waits for); the rows are the same."""
+    alone, which a caller that does not know the width waits for); with blocks of the same
+    size, the rows are the same."""
     import threading
     import time
+
+    import synthkit.nn.chunks as chunks
+
+    monkeypatch.setattr(chunks, "MAX_DECODE_ROWS", DECODE_ROWS)  # the same blocks either way
 
     lock, active = threading.Lock(), [0]
     entered: list[int] = []  # blocks being made as each pass starts

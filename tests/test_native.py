@@ -92,3 +92,30 @@ def test_cli_status_and_build(monkeypatch):
     monkeypatch.setenv("SYNTHKIT_NATIVE", "0")
     off = runner.invoke(main, ["native", "status"])
     assert "SYNTHKIT_NATIVE=0" in off.output
+
+
+@pytest.mark.parametrize(
+    ("kind", "dtype", "shape"),
+    [("normal", torch.bfloat16, (4096, 128)), ("normal", torch.float32, (1001, 67)),
+     ("gumbel", torch.float32, (20, 4093))],
+)
+def test_native_draws_are_the_python_draws_bit_for_bit(monkeypatch, kind, dtype, shape):
+    """The native quantile draws (draws.cpp) continue numpy's SFC64 stream and index the same
+    table: a pass's values are the Python path's, bit for bit (an odd count included)."""
+    from synthkit.nn.chunks import block_generator
+    from synthkit.nn.draws import gumbel_draws, normal_draws
+
+    assert native.load("draws") is not None
+
+    def draw() -> torch.Tensor:
+        gen = block_generator(5, 1, torch.device("cpu"))
+        if kind == "normal":
+            return normal_draws(shape, gen, "cpu", dtype)
+        return gumbel_draws(shape, gen, "cpu")
+
+    fast = draw()
+    monkeypatch.setenv("SYNTHKIT_NATIVE", "0")
+    slow = draw()
+    assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape == shape
+    assert torch.equal(fast.view(torch.int16) if dtype == torch.bfloat16 else fast,
+                       slow.view(torch.int16) if dtype == torch.bfloat16 else slow)
