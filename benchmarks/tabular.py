@@ -15,13 +15,15 @@ on different machines) sit side by side.
 seed's quality): one seed's SDMetrics score moves by about 0.02 between seeds for the GANs, more
 than the differences the quality target asks about. Before anything is timed, each engine fits
 its families once on 1,000 rows (:func:`warm_up`), so neither pays for one-off imports or SDV's
-worker start-up inside a timed fit.
+worker start-up inside a timed fit. Both engines' models of a (table, family, seed) are fitted
+before either is timed sampling, and their timed samples alternate (:func:`sampling_rates`): the
+shared box's speed drifts by 10-30% within minutes, which moved one engine's figure and not the
+other's when each engine's samples followed its own fit.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -102,57 +104,72 @@ def quality(real: pl.DataFrame, synthetic: pl.DataFrame, metadata: dict) -> floa
     return float(report.get_score())
 
 
-def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict,
-                   speed_rows: int | None = None) -> tuple[float, float, pl.DataFrame]:
+@dataclass
+class Fitted:
+    """One engine's model fitted in a run: its fit's cost and how to sample from it."""
+
+    engine: str
+    fit_s: float
+    fit_cpu_s: float
+    load: float | None  # the 1-minute load average when the fit ended
+    draw: Callable[[int, int], object]  # (rows, i) -> the i-th timed sample
+    final: Callable[[], pl.DataFrame]  # a sample as large as the real table, for quality
+    fast: Callable[[int], object] | None = None  # tabular/ddpm's fast (DDIM) sampler
+
+
+def fit_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> Fitted:
     import synthkit as sk
 
-    speed_rows = speed_rows or SAMPLE_ROWS_FOR_SPEED
     started, cpu = time.perf_counter(), time.process_time()
     gen = sk.create(name, seed=seed, **params).fit(real, schema=schema)
-    fit_s = time.perf_counter() - started
-    bench_synthkit.fit_cpu = time.process_time() - cpu
-    bench_synthkit.load = _load()
-    rate, bench_synthkit.sample_cpu_rate = sampling_rate(
-        lambda i: gen.sample(speed_rows, seed=seed + 1 + i), speed_rows)
+    fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
+    fast = None
     if hasattr(gen, "with_sampler"):  # diffusion: the fast sampler's speed too
-        fast = gen.with_sampler("ddim")
-        started = time.perf_counter()
-        fast.sample(speed_rows, seed=seed + 1)
-        bench_synthkit.fast_rate = speed_rows / (time.perf_counter() - started)
-    return fit_s, rate, gen.sample(real.height, seed=seed + 2)
+        ddim = gen.with_sampler("ddim")
+        fast = lambda rows: ddim.sample(rows, seed=seed + 1)  # noqa: E731
+    return Fitted("synthkit", fit_s, fit_cpu, _load(),
+                  lambda rows, i: gen.sample(rows, seed=seed + 1 + i),
+                  lambda: gen.sample(real.height, seed=seed + 2), fast)
 
 
-def bench_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict,
-              speed_rows: int | None = None) -> tuple[float, float, pl.DataFrame]:
+def fit_sdv(cls_name: str, real: pl.DataFrame, schema, seed: int, params: dict) -> Fitted:
     import numpy as np
     import sdv.single_table as single
     import torch
 
-    speed_rows = speed_rows or SAMPLE_ROWS_FOR_SPEED
     frame = real.to_pandas()
     np.random.seed(seed)  # SDV's synthesizers take no seed: seed the generators they draw from
     torch.manual_seed(seed)
     started, cpu = time.perf_counter(), time.process_time()
     synth = getattr(single, cls_name)(schema.to_sdv(), **params)
     synth.fit({"table": frame} if _sdv_takes_dicts() else frame)
-    fit_s = time.perf_counter() - started
-    bench_synthkit.fit_cpu = time.process_time() - cpu
-    bench_synthkit.load = _load()
-    rate, bench_synthkit.sample_cpu_rate = sampling_rate(
-        lambda i: _one_table(synth.sample(speed_rows)), speed_rows)
-    return fit_s, rate, pl.from_pandas(_one_table(synth.sample(real.height)))
+    fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Fitted("SDV", fit_s, fit_cpu, _load(),
+                  lambda rows, i: _one_table(synth.sample(rows)),
+                  lambda: pl.from_pandas(_one_table(synth.sample(real.height))))
 
 
-def sampling_rate(draw: Callable[[int], object], rows: int) -> tuple[float, float]:
-    """Rows per wall second and per CPU second of ``draw(i)`` (a sample of ``rows`` rows): the
-    median of :data:`SAMPLE_REPEATS` timed calls by wall time, with that call's CPU rate. One
-    call's rate moves by 10-20% between calls on a shared 2-core box, for either engine."""
-    runs = []
+def sampling_rates(fitted: list[Fitted], rows: int) -> list[tuple[float, float]]:
+    """Each engine's rows per wall second and per CPU second: the median of
+    :data:`SAMPLE_REPEATS` timed samples of ``rows`` rows by wall time, with that sample's CPU
+    rate. The engines' samples are taken in turn (ours, theirs, ours, ...), so a change in the
+    shared machine's speed during the run (10-30% within minutes on the 2-core box) moves both
+    engines' figures alike instead of the ratio between them."""
+    runs: list[list[tuple[float, float]]] = [[] for _ in fitted]
     for i in range(SAMPLE_REPEATS):
-        started, cpu = time.perf_counter(), time.process_time()
-        draw(i)
-        runs.append((rows / (time.perf_counter() - started), rows / (time.process_time() - cpu)))
-    return sorted(runs)[len(runs) // 2]
+        for model, times in zip(fitted, runs, strict=True):
+            started, cpu = time.perf_counter(), time.process_time()
+            model.draw(rows, i)
+            times.append((rows / (time.perf_counter() - started), rows / (time.process_time() - cpu)))
+    return [sorted(times)[len(times) // 2] for times in runs]
+
+
+def bench_synthkit(name: str, real: pl.DataFrame, schema, seed: int, params: dict,
+                   speed_rows: int | None = None) -> tuple[float, float, pl.DataFrame]:
+    """synthkit alone: (fit seconds, sample rows per second, a sample as large as ``real``)."""
+    model = fit_synthkit(name, real, schema, seed, params)
+    (rate, _), = sampling_rates([model], speed_rows or SAMPLE_ROWS_FOR_SPEED)
+    return model.fit_s, rate, model.final()
 
 
 def _load() -> float | None:
@@ -184,11 +201,10 @@ def warm_up(families: list[str], real: pl.DataFrame, schema) -> None:
     for family in families:
         _, ours, theirs, neural = FAMILIES[family]
         extra = {"epochs": 1} if neural else {}
-        bench_synthkit(ours, small, schema, 0, extra | ({"progress": False} if neural else {}),
-                       speed_rows=200)
+        models = [fit_synthkit(ours, small, schema, 0, extra | ({"progress": False} if neural else {}))]
         if theirs is not None:
-            bench_sdv(theirs, small, schema, 0, extra | ({"verbose": False} if neural else {}),
-                      speed_rows=200)
+            models.append(fit_sdv(theirs, small, schema, 0, extra | ({"verbose": False} if neural else {})))
+        sampling_rates(models, 200)
 
 
 def mean_runs(runs: list[Run]) -> list[Run]:
@@ -257,35 +273,43 @@ def main() -> None:
             label, ours, theirs, neural = FAMILIES[family]
             if neural:
                 label = f"{label} ({args.epochs} epochs)"
-            pairs = (("synthkit", bench_synthkit, ours), ("SDV", bench_sdv, theirs))
-            for seed, (engine, fn, name) in itertools.product(
-                    range(args.seed, args.seed + args.seeds), pairs):
-                if name is None:  # no SDV counterpart: synthkit's figures only
+            for seed in range(args.seed, args.seed + args.seeds):
+                engines = [("synthkit", fit_synthkit, ours)]
+                engines += [("SDV", fit_sdv, theirs)] if theirs is not None else []
+                if all((key, label, engine, seed) in done for engine, _, _ in engines):
                     continue
-                if (key, label, engine, seed) in done:
-                    continue
-                params = {}
-                if neural:
-                    params = {"epochs": args.epochs}
-                    params |= {"progress": False} if engine == "synthkit" else {"verbose": False}
-                bench_synthkit.fast_rate = None
-                fit_s, rate, sample = fn(name, real, schema, seed, params)
-                started = time.perf_counter()
-                score = quality(real, sample, metadata)
-                quality_s = time.perf_counter() - started
-                started = time.perf_counter()
-                ours = evaluate(real, sample, schema, sdmetrics=False)
-                evaluate_s = time.perf_counter() - started
-                run = Run(key, label, engine, real.height, real.width, fit_s, rate, score,
-                          quality_s, evaluate_s, ours.value("quality.overall") or 0.0,
-                          bench_synthkit.fast_rate if engine == "synthkit" else None,
-                          bench_synthkit.load, bench_synthkit.fit_cpu,
-                          bench_synthkit.sample_cpu_rate, seed)
-                runs.append(run)
-                RESULTS_DIR.mkdir(exist_ok=True)
-                partial.write_text(json.dumps([asdict(r) for r in runs], indent=1))
-                print(f"{key:18s} {label:16s} {engine:8s} seed {seed} quality {score:.4f}  fit {fit_s:7.2f}s  "
-                      f"sample {rate:12,.0f} rows/s", flush=True)
+                # both engines of a seed are fitted, then sampled in turn (sampling_rates)
+                runs = [r for r in runs if (r.table, r.family, r.seed) != (key, label, seed)]
+                fitted = []
+                for engine, fn, name in engines:
+                    params = {}
+                    if neural:
+                        params = {"epochs": args.epochs}
+                        params |= {"progress": False} if engine == "synthkit" else {"verbose": False}
+                    fitted.append(fn(name, real, schema, seed, params))
+                rates = sampling_rates(fitted, SAMPLE_ROWS_FOR_SPEED)
+                for model, (rate, cpu_rate) in zip(fitted, rates, strict=True):
+                    fast_rate = None
+                    if model.fast is not None:
+                        started = time.perf_counter()
+                        model.fast(SAMPLE_ROWS_FOR_SPEED)
+                        fast_rate = SAMPLE_ROWS_FOR_SPEED / (time.perf_counter() - started)
+                    sample = model.final()
+                    started = time.perf_counter()
+                    score = quality(real, sample, metadata)
+                    quality_s = time.perf_counter() - started
+                    started = time.perf_counter()
+                    ours_report = evaluate(real, sample, schema, sdmetrics=False)
+                    evaluate_s = time.perf_counter() - started
+                    run = Run(key, label, model.engine, real.height, real.width, model.fit_s, rate,
+                              score, quality_s, evaluate_s,
+                              ours_report.value("quality.overall") or 0.0, fast_rate, model.load,
+                              model.fit_cpu_s, cpu_rate, seed)
+                    runs.append(run)
+                    RESULTS_DIR.mkdir(exist_ok=True)
+                    partial.write_text(json.dumps([asdict(r) for r in runs], indent=1))
+                    print(f"{key:18s} {label:16s} {model.engine:8s} seed {seed} quality {score:.4f}  "
+                          f"fit {model.fit_s:7.2f}s  sample {rate:12,.0f} rows/s", flush=True)
     options = [("families", " ".join(args.families)), ("tables", " ".join(args.tables)),
                ("epochs", args.epochs)]
     options += [("only", " ".join(args.only))] if args.only else []
@@ -323,7 +347,8 @@ def write_section(runs: list[Run], section: str, command: str, *, threads: int =
         "Quality: SDMetrics QualityReport score of a sample as large as the real table, both "
         "engines given the same metadata (synthkit's inferred schema exported to SDV). Fit: wall "
         f"seconds on the whole table. Sample: rows per second for {SAMPLE_ROWS_FOR_SPEED:,} rows"
-        + (f", the median of {SAMPLE_REPEATS} timed samples." if SAMPLE_REPEATS > 1 else "."),
+        + (f", the median of {SAMPLE_REPEATS} timed samples" if SAMPLE_REPEATS > 1 else "")
+        + ", the two engines' samples taken in turn after both fits.",
     ]
     loads = [r.load for r in runs if r.load is not None]
     if loads:
