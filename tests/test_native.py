@@ -1,5 +1,6 @@
-"""The native (C++) TVAE training step: built for this machine, the same gradients and fits as
-the Python step, off with SYNTHKIT_NATIVE=0, and clear errors where it cannot be built."""
+"""The native (C++) TVAE training step and draws: built for this machine, the same gradients,
+fits and draws as the Python code, off with SYNTHKIT_NATIVE=0, and clear errors where they cannot
+be built."""
 
 from __future__ import annotations
 
@@ -86,9 +87,10 @@ def test_cli_status_and_build(monkeypatch):
     runner = CliRunner()
     built = runner.invoke(main, ["native", "build"])
     assert built.exit_code == 0, built.output
-    assert "built tvae_step" in built.output
+    assert "built tvae_step" in built.output and "built draws" in built.output
     status = runner.invoke(main, ["native", "status"])
-    assert status.exit_code == 0 and "tvae_step: built" in status.output
+    assert status.exit_code == 0
+    assert "tvae_step: built" in status.output and "draws: built" in status.output
     monkeypatch.setenv("SYNTHKIT_NATIVE", "0")
     off = runner.invoke(main, ["native", "status"])
     assert "SYNTHKIT_NATIVE=0" in off.output
