@@ -262,9 +262,14 @@ def render(path: str, section: str, cpu_json: list[str]) -> None:
     rebuild_results()
 
 
+def _pairs(records: list[dict], others: dict[tuple[str, str], dict]) -> list[tuple[dict, dict]]:
+    """Each synthkit record with the other engine's record of the same table and family."""
+    return [(r, others[(r["table"], r["family"])]) for r in records if (r["table"], r["family"]) in others]
+
+
 def engine_table(records: list[dict], theirs: dict[tuple[str, str], dict]) -> list[str]:
     """synthkit beside SDV's engine on the same GPU, where both ran (``--engines synthkit sdv``)."""
-    pairs = [(r, theirs[(r["table"], r["family"])]) for r in records if (r["table"], r["family"]) in theirs]
+    pairs = _pairs(records, theirs)
     if not pairs:
         return []
     lines = ["", "synthkit beside SDV's engine (the `ctgan` package's CTGAN and TVAE, which SDV's "
@@ -285,7 +290,7 @@ def engine_table(records: list[dict], theirs: dict[tuple[str, str], dict]) -> li
 
 def graphs_table(records: list[dict], eager: dict[tuple[str, str], dict]) -> list[str]:
     """TVAE's step replayed from CUDA graphs beside the same fit launched kernel by kernel."""
-    pairs = [(r, eager[(r["table"], r["family"])]) for r in records if (r["table"], r["family"]) in eager]
+    pairs = _pairs(records, eager)
     if not pairs:
         return []
     lines = ["", "The same fits with `cuda_graphs=False` (each step's kernels launched one by one "
