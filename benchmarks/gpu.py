@@ -32,6 +32,7 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -262,46 +263,46 @@ def render(path: str, section: str, cpu_json: list[str]) -> None:
     rebuild_results()
 
 
-def _pairs(records: list[dict], others: dict[tuple[str, str], dict]) -> list[tuple[dict, dict]]:
-    """Each synthkit record with the other engine's record of the same table and family."""
-    return [(r, others[(r["table"], r["family"])]) for r in records if (r["table"], r["family"]) in others]
+def _paired_table(records: list[dict], others: dict[tuple[str, str], dict], intro: str,
+                  header: list[str], cells: Callable[[dict, dict], list[str]]) -> list[str]:
+    """A markdown table of each synthkit record beside the other run's record of the same
+    table and family (``cells(ours, other)`` gives a row); nothing where no pair ran."""
+    pairs = [(r, others[(r["table"], r["family"])]) for r in records if (r["table"], r["family"]) in others]
+    if not pairs:
+        return []
+    return (["", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(cells(ours, other)) + " |" for ours, other in pairs])
 
 
 def engine_table(records: list[dict], theirs: dict[tuple[str, str], dict]) -> list[str]:
     """synthkit beside SDV's engine on the same GPU, where both ran (``--engines synthkit sdv``)."""
-    pairs = _pairs(records, theirs)
-    if not pairs:
-        return []
-    lines = ["", "synthkit beside SDV's engine (the `ctgan` package's CTGAN and TVAE, which SDV's "
-             "synthesizers wrap) on the same GPU, same epochs; quality by `sk.evaluate` for both:", "",
-             "| table | family | fit s synthkit | fit s SDV engine | synthkit ÷ SDV | "
-             "sample rows/s synthkit | sample rows/s SDV engine | speed-up | quality synthkit | "
-             "quality SDV engine |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for ours, other in pairs:
-        lines.append(
-            f"| {ours['table']} | {ours['family']} | {ours['fit_s']:.1f} | {other['fit_s']:.1f} | "
-            f"{ours['fit_s'] / other['fit_s']:.2f}× | {ours['sample_rows_per_s']:,.0f} | "
-            f"{other['sample_rows_per_s']:,.0f} | "
-            f"{ours['sample_rows_per_s'] / other['sample_rows_per_s']:.1f}× | "
-            f"{ours['quality']:.4f} | {other['quality']:.4f} |")
-    return lines
+    return _paired_table(
+        records, theirs,
+        "synthkit beside SDV's engine (the `ctgan` package's CTGAN and TVAE, which SDV's "
+        "synthesizers wrap) on the same GPU, same epochs; quality by `sk.evaluate` for both:",
+        ["table", "family", "fit s synthkit", "fit s SDV engine", "synthkit ÷ SDV",
+         "sample rows/s synthkit", "sample rows/s SDV engine", "speed-up", "quality synthkit",
+         "quality SDV engine"],
+        lambda ours, other: [
+            ours["table"], ours["family"], f"{ours['fit_s']:.1f}", f"{other['fit_s']:.1f}",
+            f"{ours['fit_s'] / other['fit_s']:.2f}×", f"{ours['sample_rows_per_s']:,.0f}",
+            f"{other['sample_rows_per_s']:,.0f}",
+            f"{ours['sample_rows_per_s'] / other['sample_rows_per_s']:.1f}×",
+            f"{ours['quality']:.4f}", f"{other['quality']:.4f}"])
 
 
 def graphs_table(records: list[dict], eager: dict[tuple[str, str], dict]) -> list[str]:
     """TVAE's step replayed from CUDA graphs beside the same fit launched kernel by kernel."""
-    pairs = _pairs(records, eager)
-    if not pairs:
-        return []
-    lines = ["", "The same fits with `cuda_graphs=False` (each step's kernels launched one by one "
-             "from Python, as before graphs), same GPU, same run:", "",
-             "| table | family | fit s graphs | fit s eager | speed-up | quality graphs | "
-             "quality eager |", "|---|---|---|---|---|---|---|"]
-    for ours, other in pairs:
-        lines.append(
-            f"| {ours['table']} | {ours['family']} | {ours['fit_s']:.1f} | {other['fit_s']:.1f} | "
-            f"{other['fit_s'] / ours['fit_s']:.1f}× | {ours['quality']:.4f} | {other['quality']:.4f} |")
-    return lines
+    return _paired_table(
+        records, eager,
+        "The same fits with `cuda_graphs=False` (each step's kernels launched one by one from "
+        "Python, as before graphs), same GPU, same run:",
+        ["table", "family", "fit s graphs", "fit s eager", "speed-up", "quality graphs",
+         "quality eager"],
+        lambda ours, other: [
+            ours["table"], ours["family"], f"{ours['fit_s']:.1f}", f"{other['fit_s']:.1f}",
+            f"{other['fit_s'] / ours['fit_s']:.1f}×", f"{ours['quality']:.4f}",
+            f"{other['quality']:.4f}"])
 
 
 def main() -> None:
